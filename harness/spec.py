@@ -6,7 +6,7 @@ in an entry is an error, not a silently ignored setting. This module imports no 
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -60,7 +60,9 @@ class ModelSpec(Strict):
     )
     padding: Literal["valid", "same"] = "valid"  # Keras's default, as the lab model
     batch_norm: bool = False  # before the activation when on (report section 1)
-    bn_momentum: float = Field(0.99, gt=0.0, lt=1.0)  # Keras's default; see DESIGN pitfalls
+    # "auto": Keras's 0.99 (as the report) when an epoch has >= 50 steps, else 0.9, since
+    # 0.99 averages lag for ~500 steps and hold short runs at chance (DESIGN.md, pitfalls).
+    bn_momentum: Union[Literal["auto"], Annotated[float, Field(gt=0.0, lt=1.0)]] = "auto"
     activation: str = "relu"
     dense: list[DenseSpec] = Field(default_factory=list)  # hidden layers after Flatten
     classifier_dropout: Optional[float] = Field(None, ge=0.0, lt=1.0)  # before the output layer

@@ -1,0 +1,223 @@
+"""The `harness` command: verbs only. Parse, call, print; no training or tracking logic.
+
+Heavy imports (TensorFlow, MLflow, Optuna) happen inside the verbs that need them, so
+`harness --help`, `list` and `show` answer at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from .errors import HarnessError, Terminated
+
+app = typer.Typer(
+    help="Ablation studies of Keras CNN image classifiers, tracked in MLflow, tuned with Optuna.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+SetOption = typer.Option(None, "--set", help="Override a spec key: --set training.epochs=5 (repeatable).")
+DatasetOption = typer.Option(None, "--dataset", help="digits | cifar10 | folder:DIR (sets data.source).")
+TrackingOption = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: SQLite in mlruns/).")
+
+
+def _echo(message: str) -> None:
+    out.print(message, markup=False)
+
+
+def _root():
+    from .ablation import find_root
+
+    return find_root()
+
+
+def _registry():
+    from .ablation import Registry
+
+    return Registry(_root())
+
+
+def _overrides(sets: Optional[List[str]], dataset: Optional[str] = None, epochs: Optional[int] = None) -> list[str]:
+    overrides = list(sets or [])
+    if dataset is not None:
+        overrides.insert(0, f"data.source={dataset}")
+    if epochs is not None:
+        overrides.insert(0, f"training.epochs={epochs}")
+    return overrides
+
+
+def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
+    """`3` -> [0, 1, 2]; `0,1,7` -> [0, 1, 7]."""
+    if text is None:
+        return None
+    try:
+        if "," in text:
+            seeds = [int(part) for part in text.split(",") if part.strip()]
+        else:
+            count = int(text)
+            if count < 1:
+                raise ValueError
+            seeds = list(range(count))
+    except ValueError:
+        raise HarnessError(f"--seeds {text!r}: expected a count (3) or a list (0,1,7)") from None
+    if not seeds:
+        raise HarnessError(f"--seeds {text!r}: no seeds given")
+    return seeds
+
+
+# --------------------------------------------------------------------------- entries
+
+
+@app.command("list")
+def list_entries() -> None:
+    """The entries as a lineage tree, with their descriptions."""
+    registry = _registry()
+    children = registry.children()
+    tree = Tree(f"ablations/ ({len(registry.names())} entries)")
+
+    def add(node, name):
+        entry = registry.entry(name)
+        branch = node.add(f"[bold]{name}[/bold]  {_first_sentence(entry.description)}")
+        for child in children.get(name, []):
+            add(branch, child)
+
+    for root_name in children.get(None, []):
+        add(tree, root_name)
+    out.print(tree)
+
+
+def _first_sentence(text: str, limit: int = 110) -> str:
+    sentence = text.split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[: limit - 3] + "..."
+
+
+@app.command()
+def show(
+    name: str = typer.Argument(..., help="Entry name, e.g. focal_loss."),
+    diff: bool = typer.Option(False, "--diff", help="Only what NAME changes against its parent."),
+    sets: Optional[List[str]] = SetOption,
+) -> None:
+    """The resolved spec, with the file each value came from."""
+    from .ablation import diff_against_parent
+
+    registry = _registry()
+    resolved = registry.resolve(name, _overrides(sets))
+    entry = resolved.entry
+    out.print(f"[bold]{name}[/bold]  ({' > '.join(resolved.chain)})  spec {resolved.fingerprint()}")
+    if entry.description:
+        out.print(entry.description)
+    if diff:
+        changes = diff_against_parent(registry, resolved).changes
+        table = Table("key", f"{resolved.parent or 'defaults'}", name, "from", box=None)
+        for change in changes:
+            table.add_row(change.key, _value(change.old), _value(change.new), resolved.source_of(change.key))
+        out.print(table if changes else "no change against its parent")
+        return
+    table = Table("key", "value", "from", box=None)
+    for key, value in resolved.flat().items():
+        table.add_row(key, _value(value), resolved.source_of(key))
+    out.print(table)
+    claims = {k: v for k, v in entry.report.model_dump().items() if v is not None}
+    if claims:
+        out.print("report says: " + ", ".join(f"{k} {v}" for k, v in claims.items()))
+    if entry.search:
+        out.print("search: " + ", ".join(f"{k} {v}" for k, v in entry.search.items()))
+
+
+def _value(value) -> str:
+    from .ablation import _ABSENT
+
+    if value is _ABSENT:
+        return "(none)"
+    return "null" if value is None else str(value)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@app.command("run-ablation")
+def run_ablation(
+    name: str = typer.Argument(..., help="Entry name, e.g. focal_loss."),
+    dataset: Optional[str] = DatasetOption,
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Sets training.epochs."),
+    sets: Optional[List[str]] = SetOption,
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="A group run over seeds: a count (3) or a list (0,1,7)."),
+    force: bool = typer.Option(False, "--force", help="Train even if an identical finished run exists."),
+    tracking_uri: Optional[str] = TrackingOption,
+) -> None:
+    """Train an entry and record it as an MLflow run (or a group of seed runs)."""
+    from . import runner
+
+    runner.run_ablation(
+        _root(),
+        name,
+        _overrides(sets, dataset, epochs),
+        seeds=parse_seeds(seeds),
+        force=force,
+        tracking_uri=tracking_uri,
+        echo=_echo,
+    )
+
+
+@app.command()
+def ui(
+    port: int = typer.Option(5000, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address; 127.0.0.1 keeps it on this machine."),
+    tracking_uri: Optional[str] = TrackingOption,
+) -> None:
+    """The MLflow UI over this store, on 127.0.0.1."""
+    import subprocess
+
+    from .tracking import Store
+
+    store = Store(_root(), tracking_uri)
+    experiments = [e for e in store.experiments() if e.name != "Default"]
+    base = f"http://{host}:{port}"
+    out.print(f"MLflow UI on {base} (Ctrl-C stops it). Runs tables, by dataset:")
+    for experiment in experiments:
+        out.print(f"  {experiment.name}: {base}/#/experiments/{experiment.experiment_id}/runs")
+    if not experiments:
+        out.print("  (no runs yet: harness run-ablation NAME)")
+    out.print("To compare two entries: tick their runs in the runs table, then Compare.")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store.uri, "--host", host, "--port", str(port)]
+    raise typer.Exit(subprocess.call(command))
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Run the CLI: HarnessError -> one line and exit 2; Ctrl-C -> exit 130."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="harness", standalone_mode=False)
+    except HarnessError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("interrupted", markup=False)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        sys.exit(130)
+    except Terminated:
+        err.print("terminated", markup=False)
+        sys.exit(143)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,253 @@
+"""Dataset sources, splits, the dataset fingerprint and the input pipeline.
+
+Sources: `digits` (scikit-learn's bundled 8x8 digits), `cifar10` (Keras's download and
+cache) and `folder:DIR` (an image-folder tree, decoded once and cached by content). Every
+source yields a fixed test split, set apart before anything else and handed out only by
+`load_test`; `load` returns the training pool split into train and validation.
+
+Training core: imports neither mlflow nor optuna. TensorFlow is imported only for the
+tf.data pipeline, so the rest also runs where Keras sits on JAX without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .errors import HarnessError
+
+CIFAR10_NAMES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+TEST_FRACTION = 0.2  # held-out share for sources that ship no test split (digits, folders)
+TEST_SEED = 20240501  # fixed: the test split must never move with a spec's seeds
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images as float32 in [0, 1], shape (n, h, w, c), and integer labels."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The training pool of one source, split into train and validation."""
+
+    source: str
+    train: Split
+    val: Split
+    class_names: list[str]
+    fingerprint: str  # of the images and labels actually used (after subset and split)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def load(source: str, val_fraction: float = 0.1, subset: Optional[int] = None, seed: int = 0) -> Dataset:
+    """The training pool of `source`, optionally a stratified subset, split train/val."""
+    pool, _, class_names = _load_source(source)
+    x, y = pool.x, pool.y
+    if subset is not None and subset < len(y):
+        x, y = _stratified_take(x, y, subset, seed, "data.subset")
+    x_train, x_val, y_train, y_val = _stratified_split(x, y, val_fraction, seed, "data.val_fraction")
+    train, val = Split(x_train, y_train), Split(x_val, y_val)
+    return Dataset(source, train, val, class_names, fingerprint_arrays(train, val))
+
+
+def load_test(source: str) -> tuple[Split, list[str]]:
+    """The test split: only for the final evaluation of the selected model."""
+    _, test, class_names = _load_source(source)
+    return test, class_names
+
+
+def fingerprint_arrays(*splits: Split) -> str:
+    """Content hash of images and labels, to tell datasets (and subsets) apart."""
+    digest = hashlib.sha256()
+    for split in splits:
+        digest.update(str(split.x.shape).encode())
+        digest.update(np.ascontiguousarray(split.x).tobytes())
+        digest.update(np.ascontiguousarray(split.y).astype(np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _stratified_split(x, y, fraction, seed, key):
+    from sklearn.model_selection import train_test_split
+
+    try:
+        return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=y)
+    except ValueError as exc:
+        raise HarnessError(f"{key}={fraction}: cannot split {len(y)} images: {exc}") from None
+
+
+def _stratified_take(x, y, count, seed, key):
+    x_taken, _, y_taken, _ = _stratified_split(x, y, len(y) - count, seed, key)
+    return x_taken, y_taken
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _load_source(source: str) -> tuple[Split, Split, list[str]]:
+    if source == "digits":
+        return _digits()
+    if source == "cifar10":
+        return _cifar10()
+    if source.startswith("folder:"):
+        return _folder(Path(source[len("folder:") :]).expanduser())
+    raise HarnessError(f"unknown dataset {source!r}; use digits, cifar10 or folder:DIR")
+
+
+def _digits() -> tuple[Split, Split, list[str]]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images.astype(np.float32) / 16.0)[..., None]
+    y = bunch.target.astype(np.int64)
+    x_pool, x_test, y_pool, y_test = _stratified_split(x, y, TEST_FRACTION, TEST_SEED, "digits")
+    return Split(x_pool, y_pool), Split(x_test, y_test), [str(i) for i in range(10)]
+
+
+def keras_home() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
+
+
+def _cifar10() -> tuple[Split, Split, list[str]]:
+    cache = keras_home() / "datasets"
+    cached = (cache / "cifar-10-batches-py").is_dir() or (cache / "cifar-10-batches-py.tar.gz").is_file()
+    try:
+        import keras
+
+        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    except Exception as exc:  # noqa: BLE001 - any download failure means the same to the user
+        where = cache / "cifar-10-batches-py.tar.gz"
+        state = "is damaged" if cached else "is not cached and the download failed"
+        raise HarnessError(
+            f"cifar10 {state} ({type(exc).__name__}): put cifar-10-python.tar.gz (the CIFAR-10 "
+            f"python version) at {where}, or use --dataset digits or --dataset folder:DIR"
+        ) from None
+    pool = Split(x_train.astype(np.float32) / 255.0, y_train.reshape(-1).astype(np.int64))
+    test = Split(x_test.astype(np.float32) / 255.0, y_test.reshape(-1).astype(np.int64))
+    return pool, test, list(CIFAR10_NAMES)
+
+
+def cache_dir() -> Path:
+    """Where decoded image folders are kept: $HARNESS_CACHE or ~/.cache/harness."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "harness"
+    return Path(os.environ.get("HARNESS_CACHE", default)).expanduser()
+
+
+def _folder(root: Path) -> tuple[Split, Split, list[str]]:
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise HarnessError(f"folder:{root}: no train/ folder (expected {root}/train/<class>/*.png|jpg)")
+    class_names = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+    if len(class_names) < 2:
+        raise HarnessError(f"folder:{root}: train/ needs at least two class folders")
+    files = {part: _image_files(root / part, class_names) for part in ("train", "test")}
+    if not files["train"]:
+        raise HarnessError(f"folder:{root}: no images under train/<class>/")
+    key = _content_key(root, files)
+    cached = cache_dir() / f"folder-{key}.npz"
+    if cached.is_file():
+        arrays = np.load(cached)
+        pool = Split(arrays["x_train"], arrays["y_train"])
+        test = Split(arrays["x_test"], arrays["y_test"])
+        return pool, test, class_names
+    pool = _decode(files["train"], root)
+    if files["test"]:
+        test = _decode(files["test"], root)
+    else:
+        x_pool, x_test, y_pool, y_test = _stratified_split(pool.x, pool.y, TEST_FRACTION, TEST_SEED, f"folder:{root}")
+        pool, test = Split(x_pool, y_pool), Split(x_test, y_test)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_name(f"{cached.stem}.{os.getpid()}.tmp.npz")
+    np.savez(partial, x_train=pool.x, y_train=pool.y, x_test=test.x, y_test=test.y)
+    os.replace(partial, cached)  # atomic: a concurrent reader never sees half a file
+    return pool, test, class_names
+
+
+def _image_files(folder: Path, class_names: list[str]) -> list[tuple[Path, int]]:
+    found = []
+    for label, name in enumerate(class_names):
+        class_dir = folder / name
+        if class_dir.is_dir():
+            found += [(p, label) for p in sorted(class_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    return found
+
+
+def _content_key(root: Path, files: dict[str, list[tuple[Path, int]]]) -> str:
+    digest = hashlib.sha256()
+    for part, items in files.items():
+        for path, label in items:
+            digest.update(f"{part}/{label}/{path.name}".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _decode(items: list[tuple[Path, int]], root: Path) -> Split:
+    from PIL import Image, UnidentifiedImageError
+
+    images = []
+    shape = None
+    for path, _ in items:
+        try:
+            with Image.open(path) as image:
+                array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        except (OSError, UnidentifiedImageError) as exc:
+            raise HarnessError(f"folder:{root}: cannot decode {path}: {exc}") from None
+        if shape is None:
+            shape = array.shape
+        elif array.shape != shape:
+            raise HarnessError(f"folder:{root}: {path} is {array.shape[:2]}, others are {shape[:2]}")
+        images.append(array)
+    x = np.stack(images).astype(np.float32) / 255.0
+    y = np.array([label for _, label in items], dtype=np.int64)
+    return Split(x, y)
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+def pipeline(
+    split: Split,
+    num_classes: int,
+    batch_size: int,
+    kind: str,
+    shuffle: bool,
+    seed: int,
+):
+    """The batches `fit` consumes: a tf.data pipeline (cache, shuffle, batch, prefetch), or,
+    for kind="numpy" or where TensorFlow is absent, the arrays themselves."""
+    x, y = split.x, one_hot(split.y, num_classes)
+    if kind == "numpy" or not _have_tensorflow():
+        return x, y
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+    if shuffle:
+        data = data.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _have_tensorflow() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None

@@ -1,0 +1,288 @@
+"""prepare / build / fit: one entry's training, knowing nothing of MLflow or Optuna.
+
+Tracking, pruning and resuming come in as Keras callbacks passed to `fit`, which keeps
+`fit` usable alone and its overhead measurable against a plain `model.fit`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import keras
+import numpy as np
+
+from . import data as data_module
+from .data import Dataset
+from .errors import HarnessError
+from .model import build_model
+from .spec import Spec
+
+BN_SETTLE_STEPS = 500  # DESIGN.md pitfalls: momentum-0.99 statistics lag for ~500 steps
+BN_AUTO_MIN_STEPS = 50  # steps per epoch from which "auto" keeps Keras's 0.99
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message says at which epoch."""
+
+
+@dataclass
+class FitResult:
+    history: dict[str, list[float]]
+    epochs_run: int
+    train_seconds: float
+    images_per_second: float
+    epoch_seconds: list[float] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall seconds of each epoch, training and validation together, also put in the epoch's
+    logs as `epoch_seconds` for the callbacks after it (tracking)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+        if logs is not None:
+            logs["epoch_seconds"] = self.seconds[-1]
+
+
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """Keras's TerminateOnNaN, remembering the (1-based) epoch where the loss went bad."""
+
+    def __init__(self):
+        super().__init__()
+        self.nan_epoch: Optional[int] = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch + 1
+
+    def on_batch_end(self, batch, logs=None):
+        super().on_batch_end(batch, logs)
+        if self.model.stop_training and self.nan_epoch is None:
+            self.nan_epoch = self._epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if self.nan_epoch is None and loss is not None and not math.isfinite(loss):
+            self.nan_epoch = epoch + 1
+            self.model.stop_training = True
+
+
+def device_kind() -> str:
+    """'gpu' when the Keras backend sees an accelerator, else 'cpu'."""
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+        if backend == "jax":
+            import jax
+
+            return "gpu" if jax.default_backend() in ("gpu", "cuda", "rocm") else "cpu"
+        if backend == "torch":
+            import torch
+
+            return "gpu" if torch.cuda.is_available() else "cpu"
+    except Exception:  # noqa: BLE001 - a broken device query means: use the CPU settings
+        return "cpu"
+    return "cpu"
+
+
+def resolve_precision(spec: Spec) -> str:
+    """training.precision, with "auto" = float32 on CPUs (bfloat16 measured at half the speed
+    here), mixed_float16 on GPUs."""
+    if spec.training.precision != "auto":
+        return spec.training.precision
+    return "mixed_float16" if device_kind() == "gpu" else "float32"
+
+
+def resolve_jit(spec: Spec) -> Any:
+    """training.jit_compile, with "auto" left to Keras (XLA where the backend favours it)."""
+    return spec.training.jit_compile
+
+
+def resolve_bn_momentum(spec: Spec, train_images: int) -> float:
+    """model.bn_momentum, with "auto" = 0.99 (Keras, the report) when an epoch has at least
+    BN_AUTO_MIN_STEPS steps, else 0.9 so short runs are not held at chance by stale averages."""
+    if spec.model.bn_momentum != "auto":
+        return float(spec.model.bn_momentum)
+    steps_per_epoch = math.ceil(train_images / spec.training.batch_size)
+    return 0.99 if steps_per_epoch >= BN_AUTO_MIN_STEPS else 0.9
+
+
+def resolved_settings(spec: Spec, train_images: int) -> dict[str, Any]:
+    """The values behind every "auto" in the spec, as this machine and data resolve them."""
+    return {
+        "bn_momentum": resolve_bn_momentum(spec, train_images),
+        "precision": resolve_precision(spec),
+        "jit_compile": resolve_jit(spec),
+        "backend": keras.backend.backend(),
+        "device": device_kind(),
+    }
+
+
+def prepare(spec: Spec) -> None:
+    """Seed every generator and set the precision policy; call before building the model."""
+    keras.utils.set_random_seed(spec.training.seed)
+    keras.mixed_precision.set_global_policy(resolve_precision(spec))
+
+
+def build(spec: Spec, data: Dataset) -> keras.Model:
+    """prepare + build_model + compile: a model ready to fit. Bad settings raise HarnessError."""
+    prepare(spec)
+    model_spec = spec.model.model_copy(update={"bn_momentum": resolve_bn_momentum(spec, len(data.train))})
+    model = build_model(model_spec, data.input_shape, data.num_classes, seed=spec.training.seed)
+    model.compile(
+        optimizer=make_optimizer(spec),
+        loss=make_loss(spec),
+        metrics=["accuracy"],
+        jit_compile=resolve_jit(spec),
+    )
+    return model
+
+
+def make_optimizer(spec: Spec) -> keras.optimizers.Optimizer:
+    o = spec.optimizer
+    if o.name == "sgd":
+        return keras.optimizers.SGD(learning_rate=o.learning_rate, momentum=o.momentum)
+    if o.name == "adam":
+        return keras.optimizers.Adam(learning_rate=o.learning_rate)
+    if o.name == "adamw":
+        return keras.optimizers.AdamW(learning_rate=o.learning_rate, weight_decay=o.weight_decay or 0.004)
+    return keras.optimizers.RMSprop(learning_rate=o.learning_rate, momentum=o.momentum)
+
+
+def make_loss(spec: Spec) -> keras.losses.Loss:
+    loss = spec.loss
+    if loss.name == "focal":
+        return keras.losses.CategoricalFocalCrossentropy(
+            alpha=loss.alpha, gamma=loss.gamma, label_smoothing=loss.label_smoothing
+        )
+    return keras.losses.CategoricalCrossentropy(label_smoothing=loss.label_smoothing)
+
+
+def class_weights(spec: Spec, labels: np.ndarray, class_names: list[str]) -> Optional[dict[int, float]]:
+    """scikit-learn's balanced weights, then the entry's boosts (by class index or name)."""
+    cw = spec.training.class_weight
+    if cw is None:
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    classes = np.arange(len(class_names))
+    present = np.unique(labels)
+    weights = dict(zip(present.tolist(), compute_class_weight(cw.mode, classes=present, y=labels)))
+    weights = {int(c): float(weights.get(c, 1.0)) for c in classes}
+    for key, factor in cw.boost.items():
+        index = _class_index(key, class_names)
+        weights[index] *= factor
+    return weights
+
+
+def _class_index(key, class_names: list[str]) -> int:
+    if isinstance(key, int) or (isinstance(key, str) and key.isdigit() and key not in class_names):
+        index = int(key)
+        if 0 <= index < len(class_names):
+            return index
+    elif key in class_names:
+        return class_names.index(key)
+    raise HarnessError(
+        f"training.class_weight.boost: no class {key!r} in this dataset (classes: {', '.join(class_names)})"
+    )
+
+
+def core_callbacks(spec: Spec) -> list[keras.callbacks.Callback]:
+    """Early stopping and the LR schedule, as the spec asks."""
+    callbacks: list[keras.callbacks.Callback] = []
+    t = spec.training
+    if t.lr_schedule is not None:
+        s = t.lr_schedule
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(monitor=s.monitor, factor=s.factor, patience=s.patience, min_lr=s.min_lr)
+        )
+    if t.early_stopping is not None:
+        e = t.early_stopping
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=e.monitor,
+                patience=e.patience,
+                mode=e.mode,
+                min_delta=e.min_delta,
+                restore_best_weights=e.restore_best_weights,
+            )
+        )
+    return callbacks
+
+
+def batch_norm_warning(spec: Spec, train_images: int) -> Optional[str]:
+    """A warning when a run is too short for batch-norm moving averages to settle."""
+    uses_bn = spec.model.arch != "cnn" or spec.model.batch_norm or any(d.batch_norm for d in spec.model.dense)
+    momentum = resolve_bn_momentum(spec, train_images)
+    if not uses_bn or momentum < 0.95:
+        return None
+    steps = math.ceil(train_images / spec.training.batch_size) * spec.training.epochs
+    if steps >= BN_SETTLE_STEPS:
+        return None
+    return (
+        f"{steps} training steps at most, fewer than the ~{BN_SETTLE_STEPS} that batch-norm statistics "
+        f"need at momentum {momentum}: validation accuracy will lag "
+        f"(set model.bn_momentum=0.9 for short runs)"
+    )
+
+
+def fit(
+    spec: Spec,
+    data: Dataset,
+    model: keras.Model,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: Any = None,
+    initial_epoch: int = 0,
+) -> FitResult:
+    """Train `model` on `data` as the spec says. Raises TrainingDiverged on a NaN loss."""
+    t = spec.training
+    train = data_module.pipeline(data.train, data.num_classes, t.batch_size, t.pipeline, True, t.seed)
+    val = data_module.pipeline(data.val, data.num_classes, t.batch_size, t.pipeline, False, t.seed)
+    timer, nan_guard = EpochTimer(), StopOnNaN()
+    all_callbacks = [timer, nan_guard, *core_callbacks(spec), *callbacks]
+    if isinstance(train, tuple):
+        x, y = train
+        fit_args: dict[str, Any] = {"x": x, "y": y, "batch_size": t.batch_size, "shuffle": True}
+    else:
+        fit_args = {"x": train, "shuffle": False}  # the pipeline shuffles
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    started = time.perf_counter()
+    history = model.fit(
+        **fit_args,
+        validation_data=val,
+        epochs=t.epochs,
+        initial_epoch=initial_epoch,
+        class_weight=class_weights(spec, data.train.y, data.class_names),
+        callbacks=all_callbacks,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - started
+    if nan_guard.nan_epoch is not None:
+        raise TrainingDiverged(f"loss became NaN at epoch {nan_guard.nan_epoch}")
+    epochs_run = len(history.history.get("loss", []))
+    images = len(data.train) * epochs_run
+    return FitResult(
+        history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+        epochs_run=epochs_run,
+        train_seconds=seconds,
+        images_per_second=images / sum(timer.seconds) if timer.seconds else 0.0,
+        epoch_seconds=list(timer.seconds),
+        stopped_early=epochs_run + initial_epoch < t.epochs,
+    )
