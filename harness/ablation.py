@@ -445,9 +445,20 @@ def diff_specs(old: Spec, new: Spec) -> list[Change]:
     changes = []
     for key in sorted(set(a) | set(b), key=lambda k: (k.split(".")[0], k)):
         va, vb = a.get(key, _ABSENT), b.get(key, _ABSENT)
-        if va != vb:
-            changes.append(Change(key, va, vb))
+        if va == vb or _expanded(key, va, vb, a, b):
+            continue
+        changes.append(Change(key, va, vb))
     return changes
+
+
+def _expanded(key: str, va: Any, vb: Any, a: dict, b: dict) -> bool:
+    """A feature switched on or off (null or [] <-> keys below it) shows as the keys below."""
+    below = f"{key}."
+    if vb is _ABSENT and va in (None, []):
+        return any(k.startswith(below) for k in b)
+    if va is _ABSENT and vb in (None, []):
+        return any(k.startswith(below) for k in a)
+    return False
 
 
 def diff_against_parent(registry: Registry, resolved: Resolved) -> Diff:

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from .errors import HarnessError, Terminated
+from .quiet import load_keras
 
 app = typer.Typer(
     help="Ablation studies of Keras CNN image classifiers, tracked in MLflow, tuned with Optuna.",
@@ -158,13 +159,17 @@ def run_ablation(
     tracking_uri: Optional[str] = TrackingOption,
 ) -> None:
     """Train an entry and record it as an MLflow run (or a group of seed runs)."""
+    seed_list = parse_seeds(seeds)
+    overrides = _overrides(sets, dataset, epochs)
+    _registry().resolve(name, overrides)  # bad input fails here, before the slow imports
+    load_keras()
     from . import runner
 
     runner.run_ablation(
         _root(),
         name,
-        _overrides(sets, dataset, epochs),
-        seeds=parse_seeds(seeds),
+        overrides,
+        seeds=seed_list,
         force=force,
         tracking_uri=tracking_uri,
         echo=_echo,

@@ -127,17 +127,17 @@ def keras_home() -> Path:
 
 def _cifar10() -> tuple[Split, Split, list[str]]:
     cache = keras_home() / "datasets"
-    cached = (cache / "cifar-10-batches-py").is_dir() or (cache / "cifar-10-batches-py.tar.gz").is_file()
+    archive = cache / "cifar-10-batches-py-target_archive"  # where keras.utils.get_file keeps it
+    cached = archive.is_file() or (cache / "cifar-10-batches-py-target").is_dir()
     try:
         import keras
 
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     except Exception as exc:  # noqa: BLE001 - any download failure means the same to the user
-        where = cache / "cifar-10-batches-py.tar.gz"
-        state = "is damaged" if cached else "is not cached and the download failed"
+        state = "is damaged in Keras's cache" if cached else "is not in Keras's cache and the download failed"
         raise HarnessError(
-            f"cifar10 {state} ({type(exc).__name__}): put cifar-10-python.tar.gz (the CIFAR-10 "
-            f"python version) at {where}, or use --dataset digits or --dataset folder:DIR"
+            f"cifar10 {state} ({type(exc).__name__}): copy cifar-10-python.tar.gz (163 MB, the "
+            f"CIFAR-10 python version) to {archive}, or use --dataset digits or --dataset folder:DIR"
         ) from None
     pool = Split(x_train.astype(np.float32) / 255.0, y_train.reshape(-1).astype(np.int64))
     test = Split(x_test.astype(np.float32) / 255.0, y_test.reshape(-1).astype(np.int64))

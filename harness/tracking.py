@@ -8,6 +8,7 @@ marked FAILED by the next command that opens the store (`Store.reap_orphans`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -62,6 +63,8 @@ class Store:
         self.local = self.uri.startswith("sqlite:")
         if self.local:
             (self.root / "mlruns").mkdir(parents=True, exist_ok=True)
+        for noisy in ("mlflow", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
 

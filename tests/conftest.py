@@ -1,0 +1,53 @@
+"""Shared fixtures: a throw-away project (a copy of ablations/ and an empty mlruns/), the
+real MLflow and Optuna stores inside it, and the CLI run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ENTRIES = sorted(p.stem for p in (REPO / "ablations").glob("*.yaml"))
+
+# One epoch on a few hundred digits: enough to exercise every part, fast on 2 cores.
+TINY = ["data.subset=240", "training.epochs=1"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path_factory):
+    for name in ("MLFLOW_TRACKING_URI", "HARNESS_ROOT", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A project folder holding a copy of the repository's ablations/."""
+    shutil.copytree(REPO / "ablations", tmp_path / "ablations")
+    return tmp_path
+
+
+def run_cli(args, cwd, env=None, timeout=600, **kwargs) -> subprocess.CompletedProcess:
+    """`harness ARGS` in a subprocess, as a user would type it."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HARNESS_ROOT")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def write_entry(project: Path, name: str, text: str) -> Path:
+    path = project / "ablations" / f"{name}.yaml"
+    path.write_text(text)
+    return path
