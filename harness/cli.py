@@ -176,6 +176,86 @@ def run_ablation(
     )
 
 
+# --------------------------------------------------------------------------- tuning
+
+StorageOption = typer.Option(None, "--storage", help="Optuna RDB URL (default: journal file in mlruns/optuna/).")
+
+
+@app.command()
+def tune(
+    name: str = typer.Argument(..., help="Entry with a search block, e.g. focal_loss."),
+    trials: int = typer.Option(..., "--trials", help="Trials to run now (they add up across runs)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop starting trials after S seconds."),
+    dataset: Optional[str] = DatasetOption,
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Sets training.epochs for every trial."),
+    storage: Optional[str] = StorageOption,
+    pruner: str = typer.Option("median", "--pruner", help="median | hyperband | none."),
+    metric: str = typer.Option("val_accuracy", "--metric", help="Monitored metric (val_accuracy or val_loss)."),
+    sets: Optional[List[str]] = SetOption,
+    save_as: Optional[str] = typer.Option(None, "--save-as", help="Write the best trial as ablations/NEW.yaml."),
+    tracking_uri: Optional[str] = TrackingOption,
+) -> None:
+    """An Optuna study over the entry's search block; each trial an MLflow child run."""
+    from .search_space import parse_search
+
+    if pruner not in ("median", "hyperband", "none"):
+        raise HarnessError(f"--pruner {pruner!r}: use median, hyperband or none")
+    if metric not in ("val_accuracy", "val_loss"):
+        raise HarnessError(f"--metric {metric!r}: use val_accuracy or val_loss")
+    overrides = _overrides(sets, dataset, epochs)
+    registry = _registry()
+    resolved = registry.resolve(name, overrides)
+    if not parse_search(resolved, registry):
+        raise HarnessError(f"{registry.rel(resolved.entry.path)}: no search block to tune")
+    if save_as is not None:
+        registry.path_of(save_as)
+    load_keras()
+    from . import tune as tuning
+
+    tuning.tune(_root(), name, trials, overrides, timeout=timeout, storage_url=storage, pruner=pruner,
+                metric=metric, tracking_uri=tracking_uri, echo=_echo)
+    if save_as:
+        path = tuning.write_best_entry(_root(), name, save_as, overrides, storage)
+        _echo(f"wrote {path}")
+
+
+@app.command("save-best")
+def save_best(
+    name: str = typer.Argument(..., help="The tuned entry."),
+    new_name: str = typer.Argument(..., help="Name of the new entry (ablations/NEW.yaml)."),
+    dataset: Optional[str] = DatasetOption,
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="As given to tune."),
+    sets: Optional[List[str]] = SetOption,
+    storage: Optional[str] = StorageOption,
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing entry file."),
+) -> None:
+    """Write a study's best trial out as a new entry that extends NAME."""
+    from . import tune as tuning
+
+    path = tuning.write_best_entry(_root(), name, new_name, _overrides(sets, dataset, epochs), storage, force)
+    _echo(f"wrote {path}")
+
+
+@app.command()
+def dashboard(
+    storage: Optional[str] = StorageOption,
+    port: int = typer.Option(8080, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address; 127.0.0.1 keeps it on this machine."),
+) -> None:
+    """optuna-dashboard over the studies' storage, on 127.0.0.1."""
+    import shutil
+    import subprocess
+
+    from .tune import default_storage_path
+
+    target = storage or str(default_storage_path(_root()))
+    if storage is None and not Path(target).is_file():
+        raise HarnessError(f"no studies yet: {target} does not exist (harness tune NAME --trials N)")
+    executable = shutil.which("optuna-dashboard") or str(Path(sys.executable).with_name("optuna-dashboard"))
+    _echo(f"optuna-dashboard on http://{host}:{port} over {target} (Ctrl-C stops it)")
+    raise typer.Exit(subprocess.call([executable, target, "--host", host, "--port", str(port)]))
+
+
 @app.command()
 def ui(
     port: int = typer.Option(5000, "--port"),

@@ -6,6 +6,7 @@ model built before the store is opened, so bad input fails with nothing in MLflo
 
 from __future__ import annotations
 
+import math
 import shutil
 import statistics
 import subprocess
@@ -133,9 +134,6 @@ def _run_one(
     echo: Echo,
     verbose: Any,
 ) -> Outcome:
-    from . import train
-    from .evaluate import evaluate
-
     r = planned.resolved
     identity = {
         f"{TAG}spec_fingerprint": r.fingerprint(),
@@ -151,46 +149,69 @@ def _run_one(
             metrics = dict(done.data.metrics)
             return Outcome(done.info.run_id, experiment_id, "FINISHED", skipped=True, metrics=metrics)
     resume = None if force else _resumable(store, experiment_id, identity)
+    return tracked_fit(root, store, experiment_id, planned, kind, parent_run_id, echo=echo, verbose=verbose, resume_run_id=resume)
+
+
+def tracked_fit(
+    root: Path,
+    store: Store,
+    experiment_id: str,
+    planned: Planned,
+    kind: str,
+    parent_run_id: Optional[str],
+    *,
+    echo: Echo,
+    verbose: Any,
+    resume_run_id: Optional[str] = None,
+    extra_callbacks: Sequence[Any] = (),
+    extra_tags: Optional[dict[str, str]] = None,
+    run_name: Optional[str] = None,
+    full_artifacts: bool = True,
+) -> Outcome:
+    """Build, then open a run (or reopen `resume_run_id`), fit with per-epoch logging and
+    backups, evaluate, log final metrics and artifacts, and end the run."""
+    import keras
+
+    from . import train
+    from .evaluate import evaluate
+
+    r = planned.resolved
     model = train.build(planned.spec, planned.data)  # bad model settings fail before any run exists
     warning = train.batch_norm_warning(planned.spec, len(planned.data.train))
     if warning:
         echo(f"warning: {warning}")
-    tags = run_tags(planned, kind, root)
-    with store.run(experiment_id, r.name, tags, parent_run_id, run_id=resume) as run:
+    tags = {**run_tags(planned, kind, root), **(extra_tags or {})}
+    with store.run(experiment_id, run_name or r.name, tags, parent_run_id, run_id=resume_run_id) as run:
         run_id = run.info.run_id
         backup_dir = root / "mlruns" / "backups" / run_id
-        settings = train.resolved_settings(planned.spec, len(planned.data.train))
-        if resume is None:
-            store.log(
-                run_id,
-                params=r.flat(),
-                tags={f"{TAG}backup": str(backup_dir), **{f"{TAG}resolved.{k}": v for k, v in settings.items()}},
-            )
+        if resume_run_id is None:
+            settings = train.resolved_settings(planned.spec, len(planned.data.train))
+            extra = {f"{TAG}backup": str(backup_dir), **{f"{TAG}resolved.{k}": v for k, v in settings.items()}}
             if warning:
-                store.log(run_id, tags={f"{TAG}warning": warning})
-        logged_through = _last_logged_epoch(store, run_id) if resume else 0
+                extra[f"{TAG}warning"] = warning
+            store.log(run_id, params=r.flat(), tags=extra)
+        logged_through = _last_logged_epoch(store, run_id) if resume_run_id else 0
         echo(
-            f"{'resuming' if resume else 'training'} {r.name} [{' > '.join(r.chain[-3:])}] on {planned.data.source}: "
-            f"{len(planned.data.train)} train / {len(planned.data.val)} val images, up to {planned.spec.training.epochs} "
-            f"epochs -> MLflow run {run_id}"
-            + (f" (from epoch {logged_through + 1})" if resume else "")
+            f"{'resuming' if resume_run_id else 'training'} {r.name} [{' > '.join(r.chain[-3:])}] on "
+            f"{planned.data.source}: {len(planned.data.train)} train / {len(planned.data.val)} val images, "
+            f"up to {planned.spec.training.epochs} epochs -> MLflow run {run_id}"
+            + (f" (from epoch {logged_through + 1})" if resume_run_id else "")
         )
-        import keras
-
         callbacks = [
             EpochLogger(store.client, run_id, skip_through=logged_through),
             keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
+            *extra_callbacks,
         ]
         try:
             result = train.fit(planned.spec, planned.data, model, callbacks=callbacks, verbose=verbose)
         except train.TrainingDiverged as exc:
             raise RunFailed(str(exc), run_id) from None
-        history = _full_history(store, run_id, result.history) if resume else result.history
+        history = _full_history(store, run_id, result.history) if resume_run_id else result.history
         evaluation = evaluate(model, planned.data.val, planned.data.class_names)
         metrics = final_metrics(planned.spec, history, result, model.count_params())
         metrics.update(evaluation.metrics("val", final=True))
         store.log(run_id, metrics=metrics)
-        _log_artifacts(store, run_id, planned, model, history, evaluation)
+        _log_artifacts(store, run_id, planned, model, history, evaluation, full_artifacts)
         shutil.rmtree(backup_dir, ignore_errors=True)
     echo(_summary(r.name, run_id, metrics))
     return Outcome(run_id, experiment_id, "FINISHED", resumed_from_epoch=logged_through, metrics=metrics)
@@ -234,6 +255,7 @@ def final_metrics(spec, history: dict[str, list[float]], result, param_count: in
     train_accuracy = history.get("accuracy", [0.0])[best]
     return {
         "best_val_accuracy": max(history.get("val_accuracy", [0.0])),
+        "best_val_loss": min(history.get("val_loss", [math.inf])),
         "best_epoch": best + 1,
         "train_accuracy": train_accuracy,
         "train_loss": history.get("loss", [0.0])[best],
@@ -245,7 +267,7 @@ def final_metrics(spec, history: dict[str, list[float]], result, param_count: in
     }
 
 
-def _log_artifacts(store: Store, run_id: str, planned: Planned, model, history, evaluation) -> None:
+def _log_artifacts(store: Store, run_id: str, planned: Planned, model, history, evaluation, full: bool) -> None:
     from . import plots
 
     r = planned.resolved
@@ -263,7 +285,8 @@ def _log_artifacts(store: Store, run_id: str, planned: Planned, model, history, 
         plots.confusion_matrix(
             evaluation.confusion, planned.data.class_names, f"{r.name}: validation", folder / "confusion_matrix.png"
         )
-        model.save(folder / "model.keras")
+        if full:
+            model.save(folder / "model.keras")
         store.client.log_artifacts(run_id, str(folder))
 
 

@@ -30,7 +30,8 @@ METRICS_PER_CALL = 1000  # and for metrics
 
 def default_tracking_uri(root: Path) -> str:
     """$MLFLOW_TRACKING_URI, or the SQLite store in <root>/mlruns (MLflow 3 drops the file store)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path(root) / 'mlruns' / 'mlflow.db').resolve()}"
+    local = f"sqlite:///{(Path(root) / 'mlruns' / 'mlflow.db').resolve()}?timeout=60"
+    return os.environ.get("MLFLOW_TRACKING_URI") or local
 
 
 def experiment_name(source: str, subset: Optional[int]) -> str:
@@ -61,12 +62,28 @@ class Store:
         self.root = Path(root)
         self.uri = tracking_uri or default_tracking_uri(self.root)
         self.local = self.uri.startswith("sqlite:")
-        if self.local:
-            (self.root / "mlruns").mkdir(parents=True, exist_ok=True)
         for noisy in ("mlflow", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(self.uri)
+        self.client = self._open_local_store() if self.local else MlflowClient(self.uri)
+
+    def _open_local_store(self) -> MlflowClient:
+        """Open (and on first use create) the SQLite store: processes starting together take
+        turns (a file lock), else both run MLflow's migrations and one fails with "table
+        already exists"."""
+        import fcntl
+
+        folder = self.root / "mlruns"
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / ".store.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                _enable_wal(self.uri)
+                client = MlflowClient(self.uri)
+                client.search_experiments(max_results=1)
+                return client
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     # ----------------------------------------------------------------- experiments
 
@@ -135,7 +152,8 @@ class Store:
         parent_run_id: Optional[str] = None,
         run_id: Optional[str] = None,
     ) -> Iterator[Any]:
-        """Create (or reopen, given run_id) a run and end it FINISHED, FAILED or KILLED."""
+        """Create (or reopen, given run_id) a run and end it FINISHED, FAILED or KILLED (an
+        exception may name its status and reason as `mlflow_status` and `reason`)."""
         process_tags = {f"{TAG}pid": str(os.getpid()), f"{TAG}host": socket.gethostname()}
         if run_id is None:
             all_tags = {**tags, **process_tags}
@@ -155,7 +173,9 @@ class Store:
             raise
         except BaseException as exc:
             reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-            self._end(run_id, "FAILED", reason)
+            with contextlib.suppress(Exception):
+                self.log(run_id, tags=getattr(exc, "mlflow_tags", None))
+            self._end(run_id, getattr(exc, "mlflow_status", "FAILED"), reason)
             raise
         else:
             self._end(run_id, "FINISHED", None)
@@ -232,6 +252,16 @@ class EpochLogger(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         mlflow.flush_async_logging()
+
+
+def _enable_wal(uri: str) -> None:
+    """SQLite in WAL mode, with a generous busy timeout: several local processes (parallel
+    tune workers, two run-ablations) then write to one store without "database is locked"."""
+    import sqlite3
+
+    path = uri.split("sqlite:///", 1)[-1].split("?", 1)[0]
+    with contextlib.closing(sqlite3.connect(path, timeout=60)) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
 
 
 def _alive(pid: int) -> bool:
