@@ -176,6 +176,134 @@ def run_ablation(
     )
 
 
+# --------------------------------------------------------------------------- comparing
+
+SourceOption = typer.Option("digits", "--dataset", help="Dataset whose runs to use: digits | cifar10 | folder:DIR.")
+SubsetOption = typer.Option(None, "--subset", help="Use the runs made with data.subset=N.")
+MetricOption = typer.Option("best_val_accuracy", "--metric", help="Final metric: best_val_accuracy, val_macro_f1, best_val_loss ...")
+FORMATS = ("table", "markdown", "csv", "html")
+
+
+@app.command()
+def compare(
+    names: Optional[List[str]] = typer.Argument(None, help="Entries to compare (default: all with runs)."),
+    chain: Optional[str] = typer.Option(None, "--chain", help="Compare the whole history of this entry."),
+    dataset: str = SourceOption,
+    subset: Optional[int] = SubsetOption,
+    metric: str = MetricOption,
+    fmt: str = typer.Option("table", "--format", help="table | markdown | csv | html."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Write the table to FILE."),
+    chart_file: Optional[Path] = typer.Option(None, "--chart", help="History chart PNG (default: mlruns/reports/)."),
+    tracking_uri: Optional[str] = TrackingOption,
+) -> None:
+    """The history as a table: metric mean +/- std (n), delta vs parent, Welch's p-value."""
+    load_keras()
+    from . import compare as comparing
+
+    if fmt not in FORMATS:
+        raise HarnessError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if names and chain:
+        raise HarnessError("give entry names or --chain NAME, not both")
+    root = _root()
+    table, _ = comparing.compare_table(root, names, chain, dataset, subset, metric, tracking_uri)
+    if table.empty:
+        raise HarnessError(f"no finished runs of these entries on {dataset!r}")
+    text = comparing.render(table, metric, fmt)
+    if out_file:
+        out_file.write_text(text)
+        _echo(f"wrote {out_file}")
+    else:
+        _echo(text)
+    chart_path = chart_file or root / "mlruns" / "reports" / f"compare-{_slug(dataset, subset)}.png"
+    comparing.chart(table, metric, chart_path)
+    _echo(f"runs used (latest finished per entry): " + "; ".join(f"{r.entry} {r.runs}" for r in table.itertuples()))
+    _echo(f"chart: {chart_path}")
+
+
+def _slug(dataset: str, subset: Optional[int]) -> str:
+    text = dataset + (f"-subset{subset}" if subset else "")
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+@app.command()
+def ablate(
+    name: str = typer.Argument(..., help="The entry to take apart, e.g. final."),
+    leave_one_out: bool = typer.Option(False, "--leave-one-out", help="Revert one step at a time (required)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds per variant: a count (3) or a list (0,1,7)."),
+    dataset: Optional[str] = DatasetOption,
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Sets training.epochs."),
+    sets: Optional[List[str]] = SetOption,
+    metric: str = MetricOption,
+    fmt: str = typer.Option("table", "--format", help="table | markdown | csv | html."),
+    force: bool = typer.Option(False, "--force", help="Train even where identical finished runs exist."),
+    tracking_uri: Optional[str] = TrackingOption,
+) -> None:
+    """What each step contributes to NAME: NAME against NAME without that one step."""
+    if not leave_one_out:
+        raise HarnessError("ablate needs --leave-one-out (the only mode so far)")
+    if fmt not in FORMATS:
+        raise HarnessError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    seed_list = parse_seeds(seeds)
+    overrides = _overrides(sets, dataset, epochs)
+    _registry().resolve(name, overrides)
+    load_keras()
+    from .ablate import run_leave_one_out
+    from .compare import metric_key
+
+    table = run_leave_one_out(_root(), name, overrides, seed_list, force, tracking_uri, _echo, metric)
+    if fmt == "csv":
+        _echo(table.to_csv(index=False))
+        return
+    key = metric_key(metric)
+    shown = table.copy()
+    shown[key] = [("" if m is None or m != m else f"{m:.4f} +/- {s:.4f} ({n})") for m, s, n in zip(table[key], table["std"], table["n"])]
+    shown["contribution"] = table["contribution"].map(lambda v: "" if v is None or v != v else f"{v:+.4f}")
+    shown["p (Welch)"] = table["p_value"].map(lambda v: "" if v is None or v != v else f"{v:.3g}")
+    shown = shown[["variant", key, "contribution", "p (Welch)", "note"]]
+    if fmt == "markdown":
+        from .compare import _markdown
+
+        _echo(_markdown(shown))
+    elif fmt == "html":
+        _echo(shown.to_html(index=False))
+    else:
+        _echo(shown.to_string(index=False))
+
+
+@app.command("select")
+def select_final(
+    names: Optional[List[str]] = typer.Argument(None, help="Candidate entries (default: all with runs)."),
+    metric: str = MetricOption,
+    dataset: str = SourceOption,
+    subset: Optional[int] = SubsetOption,
+    tracking_uri: Optional[str] = TrackingOption,
+) -> None:
+    """Pick the best entry on validation, test its model once, register it as @champion."""
+    load_keras()
+    from .selection import select
+
+    select(_root(), names, metric, dataset, subset, tracking_uri, _echo)
+
+
+@app.command()
+def report(
+    fmt: str = typer.Option("md", "--format", help="md | html."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Default: mlruns/reports/report.md|html."),
+    dataset: str = SourceOption,
+    subset: Optional[int] = SubsetOption,
+    metric: str = MetricOption,
+    tracking_uri: Optional[str] = TrackingOption,
+) -> None:
+    """The study as one Markdown or HTML document: history, curves, tuning, final model."""
+    load_keras()
+    from .report import build_report
+
+    root = _root()
+    target = out_file or root / "mlruns" / "reports" / f"report.{fmt}"
+    path = build_report(root, target, fmt, dataset, subset, metric, tracking_uri)
+    _echo(f"wrote {path}")
+
+
 # --------------------------------------------------------------------------- tuning
 
 StorageOption = typer.Option(None, "--storage", help="Optuna RDB URL (default: journal file in mlruns/optuna/).")
@@ -265,6 +393,7 @@ def ui(
     """The MLflow UI over this store, on 127.0.0.1."""
     import subprocess
 
+    load_keras()
     from .tracking import Store
 
     store = Store(_root(), tracking_uri)

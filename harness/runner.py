@@ -101,17 +101,19 @@ def run_ablation(
     tracking_uri: Optional[str] = None,
     echo: Echo = print,
     verbose: Any = None,
+    variant: Optional[str] = None,
 ) -> Outcome:
     """Train entry `name` and record it; with `seeds`, a group run with one child per seed.
-    A spec and dataset that already have a FINISHED run are not trained again unless `force`."""
+    A spec and dataset that already have a FINISHED run are not trained again unless `force`.
+    `variant` names a leave-one-out variant: kind `ablation`, tag harness.variant."""
     registry = Registry(root)
     planned = plan(registry, name, overrides)
     if seeds:
-        return _run_group(root, registry, planned, list(seeds), force, tracking_uri, echo, verbose)
+        return _run_group(root, registry, planned, list(seeds), force, tracking_uri, echo, verbose, variant)
     store = Store(root, tracking_uri)
     _announce_reaped(store, echo)
     experiment_id = store.experiment_id(_experiment(planned))
-    return _run_one(root, store, experiment_id, planned, "run", None, force, echo, verbose)
+    return _run_one(root, store, experiment_id, planned, "ablation" if variant else "run", None, force, echo, verbose, variant)
 
 
 def _experiment(planned: Planned) -> str:
@@ -133,6 +135,7 @@ def _run_one(
     force: bool,
     echo: Echo,
     verbose: Any,
+    variant: Optional[str] = None,
 ) -> Outcome:
     r = planned.resolved
     identity = {
@@ -149,7 +152,10 @@ def _run_one(
             metrics = dict(done.data.metrics)
             return Outcome(done.info.run_id, experiment_id, "FINISHED", skipped=True, metrics=metrics)
     resume = None if force else _resumable(store, experiment_id, identity)
-    return tracked_fit(root, store, experiment_id, planned, kind, parent_run_id, echo=echo, verbose=verbose, resume_run_id=resume)
+    return tracked_fit(
+        root, store, experiment_id, planned, kind, parent_run_id, echo=echo, verbose=verbose, resume_run_id=resume,
+        extra_tags={f"{TAG}variant": variant} if variant else None, run_name=f"{r.name} {variant}" if variant else None,
+    )
 
 
 def tracked_fit(
@@ -316,6 +322,7 @@ def _run_group(
     tracking_uri: Optional[str],
     echo: Echo,
     verbose: Any,
+    variant: Optional[str] = None,
 ) -> Outcome:
     if len(set(seeds)) != len(seeds):
         raise HarnessError(f"--seeds: repeated seed in {seeds}")
@@ -324,8 +331,10 @@ def _run_group(
     store = Store(root, tracking_uri)
     _announce_reaped(store, echo)
     experiment_id = store.experiment_id(_experiment(planned))
-    tags = run_tags(planned, "group", root)
+    tags = run_tags(planned, "ablation" if variant else "group", root)
     tags[f"{TAG}seeds"] = ",".join(str(s) for s in seeds)
+    if variant:
+        tags[f"{TAG}variant"] = variant
     tags[f"{TAG}spec_fingerprint"] = _group_fingerprint(r, seeds)
     identity = {k: tags[k] for k in (f"{TAG}spec_fingerprint", f"{TAG}dataset_fingerprint", f"{TAG}kind")}
     if not force:
@@ -333,13 +342,14 @@ def _run_group(
         if done is not None:
             echo(f"{r.name}: seeds {seeds} already done in group run {done.info.run_id}; --force runs them again")
             return Outcome(done.info.run_id, experiment_id, "FINISHED", skipped=True, metrics=dict(done.data.metrics))
-    with store.run(experiment_id, f"{r.name} x{len(seeds)} seeds", tags) as group:
+    title = f"{r.name} {variant}" if variant else r.name
+    with store.run(experiment_id, f"{title} x{len(seeds)} seeds", tags) as group:
         store.log(group.info.run_id, params={k: v for k, v in r.flat().items() if k != "training.seed"})
         children = []
         for seed, seeded in zip(seeds, per_seed):
             echo(f"--- seed {seed}")
             children.append(
-                _run_one(root, store, experiment_id, seeded, "seed", group.info.run_id, True, echo, verbose)
+                _run_one(root, store, experiment_id, seeded, "seed", group.info.run_id, True, echo, verbose, variant)
             )
         stats = seed_statistics([c.metrics for c in children])
         store.log(group.info.run_id, metrics=stats)

@@ -1,0 +1,172 @@
+"""Final-model selection: the best entry by a validation metric (mean over seeds), its model
+tested once on the test split, recorded as a `final` run and registered as `champion`."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import pandas as pd
+
+from .compare import Evidence, experiment_for, higher_is_better, history_order, latest_evidence, metric_key
+from .errors import HarnessError
+from .tracking import TAG, require_store
+
+ALIAS = "champion"
+
+
+@dataclass
+class Selection:
+    entry: str
+    metric: str
+    mean: float
+    std: float
+    n: int
+    source_run_id: str
+    final_run_id: str
+    model_name: str
+    model_version: str
+    test_accuracy: float
+    test_loss: float
+    table: pd.DataFrame  # per-class precision / recall / F1 / support, as the report lays it out
+    candidates: pd.DataFrame
+
+
+def registered_name(source: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in source).strip("-")
+    return f"harness-{cleaned}"
+
+
+def per_class_table(report: dict) -> pd.DataFrame:
+    """scikit-learn's classification report dict -> the report's table (section 4)."""
+    rows = []
+    for name, values in report.items():
+        if name == "accuracy":
+            continue
+        label = name.title() if name in ("macro avg", "weighted avg") else name
+        rows.append((label, values["precision"], values["recall"], values["f1-score"], int(values["support"])))
+    table = pd.DataFrame(rows, columns=["", "Precision", "Recall", "F1-Score", "Support"]).set_index("")
+    total = int(report["macro avg"]["support"])
+    accuracy = pd.DataFrame([(None, None, report["accuracy"], total)], columns=table.columns, index=["Accuracy"])
+    averages = table.loc[["Macro Avg", "Weighted Avg"]]
+    return pd.concat([table.drop(index=["Macro Avg", "Weighted Avg"]), accuracy, averages])
+
+
+def format_table(table: pd.DataFrame) -> str:
+    def cell(value, integer=False):
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            return ""
+        return str(int(value)) if integer else f"{value:.2f}"
+
+    lines = [f"{'':<14}{'Precision':>10}{'Recall':>10}{'F1-Score':>10}{'Support':>10}"]
+    for label, row in table.iterrows():
+        lines.append(
+            f"{label:<14}{cell(row['Precision']):>10}{cell(row['Recall']):>10}{cell(row['F1-Score']):>10}"
+            f"{cell(row['Support'], True):>10}"
+        )
+    return "\n".join(lines)
+
+
+def select(
+    root: Path,
+    names: Optional[Sequence[str]] = None,
+    metric: str = "best_val_accuracy",
+    source: str = "digits",
+    subset: Optional[int] = None,
+    tracking_uri: Optional[str] = None,
+    echo=print,
+) -> Selection:
+    """Pick, test once, record, register. Raises HarnessError when there is nothing to pick."""
+    from .ablation import Registry
+
+    key = metric_key(metric)
+    registry = Registry(root)
+    order = history_order(registry, names, None)
+    store = require_store(root, tracking_uri)
+    experiment_id = experiment_for(store, source, subset)
+    evidence = {n: e for n in order if (e := latest_evidence(store, experiment_id, n)) is not None}
+    if not evidence:
+        raise HarnessError(f"no finished runs to select from on {source!r}; run-ablation some entries first")
+    missing = [n for n, e in evidence.items() if key not in e.values]
+    if missing:
+        raise HarnessError(f"--metric {metric!r}: not recorded for {', '.join(missing)}")
+    better = max if higher_is_better(key) else min
+    best_name = better(evidence, key=lambda n: evidence[n].mean(key))
+    best = evidence[best_name]
+    source_run_id = _best_member(store, best, key)
+    candidates = pd.DataFrame(
+        [{"entry": n, key: e.mean(key), "std": e.std(key), "n": e.n(key)} for n, e in evidence.items()]
+    )
+    echo(f"selected {best_name}: {key} {best.mean(key):.4f} +/- {best.std(key):.4f} (n={best.n(key)}); model of run {source_run_id}")
+    return _test_and_register(root, store, experiment_id, best_name, best, source_run_id, key, source, candidates, echo)
+
+
+def _best_member(store, evidence: Evidence, key: str) -> str:
+    """Of a group's seed runs, the one whose model is taken: the best on the metric."""
+    runs = [store.client.get_run(run_id) for run_id in evidence.run_ids]
+    better = max if higher_is_better(key) else min
+    return better(runs, key=lambda r: r.data.metrics.get(key, float("nan"))).info.run_id
+
+
+def _test_and_register(root, store, experiment_id, name, evidence, source_run_id, key, source, candidates, echo) -> Selection:
+    import keras
+    import mlflow
+
+    from . import data as data_module
+    from . import model as _model  # noqa: F401 - registers the harness's custom layers
+    from .evaluate import evaluate
+    from .plots import confusion_matrix
+
+    source_run = store.client.get_run(source_run_id)
+    with tempfile.TemporaryDirectory(prefix="harness-select-") as tmp:
+        folder = Path(tmp)
+        try:
+            local = store.client.download_artifacts(source_run_id, "model.keras", str(folder))
+        except Exception as exc:  # noqa: BLE001 - missing artifact or unreachable store
+            raise HarnessError(f"run {source_run_id} of {name} has no model.keras artifact ({exc})") from None
+        model = keras.saving.load_model(local, safe_mode=True)
+        test, class_names = data_module.load_test(source)
+        result = evaluate(model, test, class_names)
+        table = per_class_table(result.report)
+        tags = {
+            f"{TAG}entry": name,
+            f"{TAG}kind": "final",
+            f"{TAG}source_run": source_run_id,
+            f"{TAG}selected_by": f"{key} {evidence.mean(key):.4f} +/- {evidence.std(key):.4f} (n={evidence.n(key)})",
+            f"{TAG}spec_fingerprint": source_run.data.tags.get(f"{TAG}spec_fingerprint", ""),
+            f"{TAG}dataset_fingerprint": source_run.data.tags.get(f"{TAG}dataset_fingerprint", ""),
+            f"{TAG}dataset": source,
+        }
+        model_name = registered_name(source)
+        with store.run(experiment_id, f"final {name}", tags) as run:
+            run_id = run.info.run_id
+            metrics = result.metrics("test")
+            for label, row in table.iterrows():
+                slug = "".join(c if c.isalnum() else "_" for c in str(label).lower())
+                for column in ("Precision", "Recall", "F1-Score", "Support"):
+                    if row[column] is not None and not pd.isna(row[column]):
+                        metrics[f"test_{column.lower().replace('-', '')}_{slug}"] = float(row[column])
+            metrics[f"selected_{key}_mean"] = evidence.mean(key)
+            store.log(run_id, params={"entry": name, "source_run": source_run_id, "selection_metric": key}, metrics=metrics)
+            (folder / "classification_report.txt").write_text(format_table(table) + "\n")
+            table.to_csv(folder / "per_class.csv")
+            confusion_matrix(result.confusion, class_names, f"{name}: test", folder / "confusion_matrix.png")
+            for artifact in ("classification_report.txt", "per_class.csv", "confusion_matrix.png"):
+                store.log_artifact(run_id, folder / artifact)
+            sample = test.x[:4]
+            signature = mlflow.models.infer_signature(sample, model.predict(sample, verbose=0))
+            with mlflow.start_run(run_id=run_id, nested=False):
+                info = mlflow.keras.log_model(
+                    model, name="model", registered_model_name=model_name, signature=signature,
+                    pip_requirements=[f"keras=={keras.__version__}"],  # skips slow requirement inference
+                )
+            version = str(info.registered_model_version)
+            store.client.set_registered_model_alias(model_name, ALIAS, version)
+            store.client.set_tag(run_id, f"{TAG}registered", f"{model_name} v{version} @{ALIAS}")
+    echo(f"test accuracy {result.accuracy:.4f}, loss {result.loss:.4f}; registered {model_name} version {version} as @{ALIAS} (run {run_id})")
+    echo(format_table(table))
+    return Selection(name, key, evidence.mean(key), evidence.std(key), evidence.n(key), source_run_id, run_id,
+                     model_name, version, result.accuracy, result.loss, table, candidates)
+
