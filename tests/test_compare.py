@@ -1,0 +1,169 @@
+"""Seeds, comparison tables, leave-one-out, selection and the report, on a short chain of
+tiny entries over digits with two seeds each, all read back from the real MLflow store."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from scipy.stats import ttest_ind
+
+from harness import runner
+from harness.ablate import leave_one_out
+from harness.ablation import Registry
+from harness.compare import compare_table, render
+from harness.report import build_report
+from harness.selection import select
+from harness.tracking import default_tracking_uri
+from tests.conftest import REPO, run_cli, write_entry
+
+CHAIN = {
+    "tiny": """\
+description: A tiny CNN, the root of the test chain.
+model: {blocks: [{filters: 4, convs: 1}], padding: same}
+optimizer: {name: sgd, learning_rate: 0.05}
+training: {epochs: 3, batch_size: 64}
+data: {subset: 300}
+report: {val_accuracy: 0.5}
+""",
+    "tiny_adam": "extends: tiny\ndescription: Adam instead of SGD.\noptimizer: {name: adam, learning_rate: 0.01}\n",
+    "tiny_wide": "extends: tiny_adam\ndescription: Twice the filters.\nmodel: {blocks: [{filters: 8, convs: 1}]}\n",
+}
+SEEDS = [0, 1]
+QUIET = {"echo": lambda _: None, "verbose": 0}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    project = tmp_path_factory.mktemp("study")
+    shutil.copytree(REPO / "ablations", project / "ablations")
+    for name, text in CHAIN.items():
+        write_entry(project, name, text)
+    groups = {name: runner.run_ablation(project, name, seeds=SEEDS, **QUIET) for name in CHAIN}
+    return project, groups
+
+
+def seed_values(project, group_id, metric="best_val_accuracy"):
+    client = MlflowClient(default_tracking_uri(project))
+    group = client.get_run(group_id)
+    children = client.search_runs([group.info.experiment_id], f"tags.`mlflow.parentRunId` = '{group_id}'")
+    return [c.data.metrics[metric] for c in children], group, children
+
+
+def test_seed_group_logs_mean_std_n_of_its_children(study):
+    project, groups = study
+    values, group, children = seed_values(project, groups["tiny_adam"].run_id)
+    assert len(children) == 2 and {c.data.tags["harness.kind"] for c in children} == {"seed"}
+    assert {c.data.tags["harness.seed"] for c in children} == {"0", "1"}
+    assert group.data.tags["harness.kind"] == "group"
+    assert group.data.metrics["best_val_accuracy_mean"] == pytest.approx(np.mean(values))
+    assert group.data.metrics["best_val_accuracy_std"] == pytest.approx(np.std(values, ddof=1))
+    assert group.data.metrics["best_val_accuracy_n"] == 2
+
+
+def test_compare_delta_is_the_difference_of_means_and_p_is_scipys(study):
+    project, groups = study
+    table, _ = compare_table(project, chain="tiny_wide", source="digits", subset=300)
+    assert list(table["entry"]) == ["tiny", "tiny_adam", "tiny_wide"]
+    adam, _, _ = seed_values(project, groups["tiny_adam"].run_id)
+    sgd, _, _ = seed_values(project, groups["tiny"].run_id)
+    row = table.set_index("entry").loc["tiny_adam"]
+    assert row["best_val_accuracy"] == pytest.approx(np.mean(adam))
+    assert row["delta"] == pytest.approx(np.mean(adam) - np.mean(sgd))
+    expected = ttest_ind(adam, sgd, equal_var=False).pvalue
+    if np.isnan(expected):
+        assert row["p_value"] is None or np.isnan(row["p_value"])
+    else:
+        assert row["p_value"] == pytest.approx(expected)
+    assert row["n"] == 2
+    assert "optimizer.name sgd -> adam" in row["change"]
+    assert table.set_index("entry").loc["tiny"]["report"] == 0.5
+    assert np.isnan(table.set_index("entry").loc["tiny"]["delta"]) or table.set_index("entry").loc["tiny"]["delta"] is None
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "csv", "html"])
+def test_compare_renders_every_format(study, fmt):
+    project, _ = study
+    table, _ = compare_table(project, chain="tiny_wide", source="digits", subset=300)
+    text = render(table, "best_val_accuracy", fmt)
+    assert "tiny_adam" in text and "tiny_wide" in text
+
+
+def test_compare_cli_writes_the_table_and_the_chart(study, tmp_path):
+    project, _ = study
+    out = tmp_path / "history.md"
+    chart = tmp_path / "history.png"
+    result = run_cli(["compare", "--chain", "tiny_wide", "--subset", "300", "--format", "markdown",
+                      "--out", str(out), "--chart", str(chart)], project)
+    assert result.returncode == 0, result.stderr
+    assert "| tiny_adam |" in out.read_text()
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+    assert "runs used" in result.stdout
+    bad = run_cli(["compare", "--subset", "300", "--metric", "nonsense"], project)
+    assert bad.returncode == 2 and "--metric" in bad.stderr
+
+
+def test_leave_one_out_reverts_each_step_and_reports_overwritten_ones(project):
+    registry = Registry(project)
+    variants = {v.step: v for v in leave_one_out(registry, "final", [])}
+    assert variants["adam"].overrides == ['optimizer.learning_rate=0.01', 'optimizer.name="sgd"']
+    assert variants["dropout"].runnable is False
+    assert set(variants["dropout"].overwritten_by.values()) == {"final"}
+    assert variants["augmentation"].overrides == ["model.augment=null"]
+    without_adam = registry.resolve("final", variants["adam"].overrides).spec
+    assert without_adam.optimizer.name == "sgd" and without_adam.loss.name == "focal"
+    without_blocks = registry.resolve("final", variants["extra_blocks"].overrides).spec
+    assert [b.filters for b in without_blocks.model.blocks] == [32]
+
+
+def test_ablate_cli_runs_variants_and_shows_contributions(study):
+    project, _ = study
+    result = run_cli(["ablate", "tiny_wide", "--leave-one-out", "--seeds", "2"], project)
+    assert result.returncode == 0, result.stderr
+    assert "tiny_wide without tiny_adam" in result.stdout and "tiny_wide without tiny_wide" in result.stdout
+    client = MlflowClient(default_tracking_uri(project))
+    experiment = client.get_experiment_by_name("digits (subset 300)")
+    variants = client.search_runs([experiment.experiment_id], "tags.`harness.kind` = 'ablation'")
+    assert {r.data.tags["harness.variant"] for r in variants} == {"without tiny_adam", "without tiny_wide"}
+    table, _ = compare_table(project, chain="tiny_wide", source="digits", subset=300)
+    assert len(table) == 3  # variants never stand in for the entry itself
+
+
+def test_select_tests_once_registers_champion_and_report_shows_it(study, tmp_path):
+    project, groups = study
+    selection = select(project, ["tiny", "tiny_adam", "tiny_wide"], source="digits", subset=300, echo=lambda _: None)
+    table, _ = compare_table(project, ["tiny", "tiny_adam", "tiny_wide"], source="digits", subset=300)
+    best = table.sort_values("best_val_accuracy", ascending=False).iloc[0]
+    assert selection.entry == best["entry"]
+    client = MlflowClient(default_tracking_uri(project))
+    version = client.get_model_version_by_alias(selection.model_name, "champion")
+    assert version.run_id == selection.final_run_id
+    final = client.get_run(selection.final_run_id)
+    assert final.data.tags["harness.kind"] == "final"
+    assert final.data.tags["harness.source_run"] == selection.source_run_id
+    assert final.data.metrics["test_accuracy"] == pytest.approx(selection.test_accuracy)
+    assert list(selection.table.index[-3:]) == ["Accuracy", "Macro Avg", "Weighted Avg"]
+    assert selection.table.loc["Macro Avg", "Support"] == 360
+    mlflow.set_tracking_uri(default_tracking_uri(project))
+    champion = mlflow.keras.load_model(f"models:/{selection.model_name}@champion")
+    source_model = __import__("keras").saving.load_model(
+        client.download_artifacts(selection.source_run_id, "model.keras", str(tmp_path)), safe_mode=True)
+    for a, b in zip(champion.get_weights(), source_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+    out = tmp_path / "report.md"
+    build_report(project, out, "md", "digits", 300)
+    text = out.read_text()
+    assert "## History" in text and "| tiny_adam |" in text and "## Final model" in text
+    assert selection.final_run_id in text and "Weighted Avg" in text
+    images = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
+    assert len(images) >= 5
+    for image in images:
+        assert (out.parent / image).read_bytes()[:4] == b"\x89PNG"
+    html = tmp_path / "report.html"
+    build_report(project, html, "html", "digits", 300)
+    assert "<table" in html.read_text() and "report_files/history.png" in html.read_text()
