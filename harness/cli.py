@@ -412,6 +412,18 @@ def ui(
 # --------------------------------------------------------------------------- entry point
 
 
+def _exit_now(message: str, code: int) -> None:
+    """Exit without interpreter finalisation: after a signal lands mid-training, TensorFlow's
+    threads are still running, and tearing the interpreter down under them can abort the
+    process ("corrupted double-linked list"). The run is already marked KILLED by then."""
+    import os
+
+    err.print(message, markup=False)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Run the CLI: HarnessError -> one line and exit 2; Ctrl-C -> exit 130."""
     command = typer.main.get_command(app)
@@ -420,15 +432,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     except HarnessError as exc:
         err.print(f"error: {exc}", markup=False)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err.print("interrupted", markup=False)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _exit_now("interrupted", 130)
     except Terminated:
-        err.print("terminated", markup=False)
-        sys.exit(143)
+        _exit_now("terminated", 143)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -121,7 +121,7 @@ def _experiment(planned: Planned) -> str:
 
 
 def _announce_reaped(store: Store, echo: Echo) -> None:
-    for run_id in store.reap_orphans():
+    for run_id in store.reaped:
         echo(f"marked run {run_id} FAILED: its process died while it was RUNNING")
 
 
@@ -241,9 +241,6 @@ def _last_logged_epoch(store: Store, run_id: str) -> int:
 
 def _full_history(store: Store, run_id: str, latest: dict[str, list[float]]) -> dict[str, list[float]]:
     """Per-epoch history of a resumed run, read back from MLflow (one value per epoch)."""
-    import mlflow
-
-    mlflow.flush_async_logging()
     history = {}
     for key in latest:
         points = {p.step: p.value for p in store.client.get_metric_history(run_id, key)}

@@ -35,8 +35,10 @@ from .search_space import Dimension, current_values, parse_search
 from .tracking import TAG, Store, experiment_name
 from .yamlio import dump_yaml
 
-HEARTBEAT_SECONDS = 30  # RDB storages: a worker proves it is alive this often
-GRACE_SECONDS = 90  # and a trial silent for this long is failed and retried
+# RDB storages: a worker proves it is alive this often, and a trial silent for the grace
+# period is failed and retried. Environment overrides exist for tests and slow networks.
+HEARTBEAT_SECONDS = int(os.environ.get("HARNESS_HEARTBEAT_SECONDS", 30))
+GRACE_SECONDS = int(os.environ.get("HARNESS_GRACE_SECONDS", 90))
 MAX_RETRY = 2  # a trial failed by a dead worker is retried at most this often
 STUDY_RUN_ATTR = "mlflow_study_run_id"
 
@@ -178,7 +180,7 @@ def tune(
     metric: str = "val_accuracy",
     tracking_uri: Optional[str] = None,
     echo=print,
-    verbose: Any = 0,
+    verbose: Any = None,
 ) -> StudyOutcome:
     """Run `trials` more trials of the entry's study (creating it on first use)."""
     if trials < 1:
@@ -201,7 +203,6 @@ def tune(
         load_if_exists=True,
     )
     store = Store(root, tracking_uri)
-    store.reap_orphans()
     experiment_id = store.experiment_id(label)
     fail_stale_trials(study, storage)
     with study_lock(root, storage, study_name):

@@ -1,0 +1,138 @@
+"""Faults a long study meets: kill -9 and resume, SIGTERM, Ctrl-C in a study, killed tune
+workers, two writers on one store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+from mlflow import MlflowClient
+
+from harness import tune as tuning
+from harness.tracking import default_tracking_uri
+from tests.conftest import run_cli, write_entry
+
+SLOW = """\
+extends: baseline
+description: Small enough for tests, slow enough to be killed mid-run.
+model: {blocks: [{filters: 16, convs: 2}], padding: same}
+optimizer: {name: adam, learning_rate: 0.01}
+training: {epochs: 8, batch_size: 16}
+search:
+  optimizer.learning_rate: {float: [1.0e-3, 0.05], log: true}
+"""
+
+
+def start(project, *args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *args], cwd=project, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for(process, marker, seconds=180):
+    deadline = time.time() + seconds
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+        if time.time() > deadline:
+            break
+    raise AssertionError(f"never saw {marker!r}:\n{''.join(seen)[-2000:]}")
+
+
+def runs_of(project, experiment="digits"):
+    client = MlflowClient(default_tracking_uri(project))
+    return client, client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+
+
+def test_kill_9_then_rerun_resumes_with_every_epoch_logged_once(project):
+    write_entry(project, "slow", SLOW)
+    process = start(project, "run-ablation", "slow")
+    wait_for(process, "Epoch 4/8")
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    client, (run,) = runs_of(project)
+    assert run.info.status == "RUNNING"  # nothing could end it...
+
+    result = run_cli(["run-ablation", "slow"], project)  # ...until the next command opens the store
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"marked run {run.info.run_id} FAILED" in result.stdout
+    assert f"resuming slow" in result.stdout
+    client, runs = runs_of(project)
+    assert len(runs) == 1, "the re-run continued the killed run instead of starting another"
+    resumed = runs[0]
+    assert resumed.info.run_id == run.info.run_id and resumed.info.status == "FINISHED"
+    for key in ("loss", "val_accuracy", "epoch_seconds"):
+        steps = sorted(p.step for p in client.get_metric_history(run.info.run_id, key))
+        assert steps == list(range(1, 9)), (key, steps)
+    assert resumed.data.metrics["epochs_run"] == 8
+
+
+def test_sigterm_ends_the_run_killed(project):
+    write_entry(project, "slow", SLOW)
+    process = start(project, "run-ablation", "slow")
+    wait_for(process, "Epoch 2/8")
+    process.send_signal(signal.SIGTERM)
+    rest = process.communicate(timeout=60)[0]
+    assert process.returncode == 143, rest
+    _, (run,) = runs_of(project)
+    assert run.info.status == "KILLED"
+    assert "SIGTERM" in run.data.tags["harness.reason"]
+
+
+def test_ctrl_c_in_a_study_keeps_it_intact(project):
+    write_entry(project, "slow", SLOW)
+    process = start(project, "tune", "slow", "--trials", "3", "--pruner", "none")
+    wait_for(process, "Epoch 3/8")
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    assert process.returncode == 130
+    study, _ = tuning.load_study(project, "slow", [], None)
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states
+    _, runs = runs_of(project)
+    assert "RUNNING" not in {r.info.status for r in runs}
+    result = run_cli(["tune", "slow", "--trials", "1", "--pruner", "none", "--epochs", "2"], project)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_killed_tune_worker_is_failed_retried_and_the_study_completes(project):
+    write_entry(project, "slow", SLOW)
+    process = start(project, "tune", "slow", "--trials", "2", "--pruner", "none")
+    wait_for(process, "Epoch 3/8")
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    study, _ = tuning.load_study(project, "slow", [], None)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING]
+
+    result = run_cli(["tune", "slow", "--trials", "2", "--pruner", "none"], project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    study, _ = tuning.load_study(project, "slow", [], None)
+    states = [t.state for t in study.trials]
+    assert states[0] == optuna.trial.TrialState.FAIL
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 2
+    retry = study.trials[1]
+    assert retry.user_attrs.get("retry_of") == 0 and retry.params == study.trials[0].params
+    client, runs = runs_of(project)
+    trials = [r for r in runs if r.data.tags.get("harness.kind") == "trial"]
+    assert sorted(r.info.status for r in trials) == ["FAILED", "FINISHED", "FINISHED"]
+
+
+def test_two_run_ablations_write_one_store_at_once(project):
+    write_entry(project, "slow", SLOW)
+    args = ["run-ablation", "slow", "--epochs", "3"]
+    first, second = start(project, *args, "--set", "training.seed=1"), start(project, *args, "--set", "training.seed=2")
+    outputs = [p.communicate(timeout=300)[0] for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    assert all("database is locked" not in out for out in outputs)
+    client, runs = runs_of(project)
+    assert sorted(r.data.tags["harness.seed"] for r in runs) == ["1", "2"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    for run in runs:
+        assert sorted(p.step for p in client.get_metric_history(run.info.run_id, "loss")) == [1, 2, 3]
