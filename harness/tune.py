@@ -99,7 +99,7 @@ def open_storage(root: Path, url: Optional[str]) -> tuple[Any, str]:
     if "://" not in url:
         raise HarnessError(f"--storage {url!r}: expected an RDB URL such as postgresql://user@host/db")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _schema_lock(url):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = RDBStorage(
                 url,
@@ -111,6 +111,30 @@ def open_storage(root: Path, url: Optional[str]) -> tuple[Any, str]:
     except Exception as exc:  # noqa: BLE001 - driver and connection errors vary by database
         raise HarnessError(f"--storage {_redact(url)}: cannot open ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
     return storage, _redact(url)
+
+
+SCHEMA_LOCK_KEY = 0x6861726E  # "harn": one advisory lock id for creating Optuna's tables
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """Workers starting together on a fresh PostgreSQL database take turns creating Optuna's
+    tables (concurrent CREATE TABLEs collide on pg_type's unique index)."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEMA_LOCK_KEY})
+    finally:
+        engine.dispose()
 
 
 def _redact(url: str) -> str:

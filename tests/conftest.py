@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,30 @@ def write_entry(project: Path, name: str, text: str) -> Path:
     path = project / "ablations" / f"{name}.yaml"
     path.write_text(text)
     return path
+
+
+def _fresh_database():
+    """A new database on the PostgreSQL of HARNESS_TEST_POSTGRES_URL, dropped afterwards."""
+    base = os.environ.get("HARNESS_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("HARNESS_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+    import sqlalchemy
+
+    name = f"harness_test_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    yield base.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+@pytest.fixture
+def postgres_url():
+    yield from _fresh_database()
+
+
+@pytest.fixture
+def postgres_url_2():
+    yield from _fresh_database()

@@ -4,10 +4,8 @@ parallel workers on the journal file and on PostgreSQL."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import uuid
 
 import optuna
 import pytest
@@ -184,24 +182,6 @@ def test_two_workers_share_the_local_journal_study(tunable):
     _, studies = mlflow_runs(tunable, "study")
     assert len(studies) == 1
     assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {studies[0].info.run_id}
-
-
-@pytest.fixture
-def postgres_url():
-    """A fresh database on the PostgreSQL of HARNESS_TEST_POSTGRES_URL, dropped afterwards."""
-    base = os.environ.get("HARNESS_TEST_POSTGRES_URL")
-    if not base:
-        pytest.skip("HARNESS_TEST_POSTGRES_URL is not set (.ci/run sets it)")
-    import sqlalchemy
-
-    name = f"harness_test_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-    yield base.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
 
 
 def test_two_workers_share_a_postgresql_study(tunable, postgres_url):
