@@ -1,0 +1,55 @@
+"""Shared set-up for the benchmarks: a throw-away project, the CIFAR-10 folder subset, the
+machine's description. Benchmarks print figures; they are not tests."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = os.environ.get("HARNESS_BENCH_DATA", "/tmp/cifar")  # tar xzf ../shared/data/cifar10-train-jpg.tar.gz -C /tmp/cifar
+
+
+def machine() -> str:
+    """One line naming the machine the figures came from."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = ""
+    if shutil.which("nvidia-smi"):
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
+        gpu = f", GPU {out.stdout.strip()}" if out.returncode == 0 else ""
+    import keras
+
+    return f"{os.cpu_count()} cores ({cpu}){gpu}, Python {platform.python_version()}, Keras {keras.__version__} on {keras.backend.backend()}"
+
+
+def scratch_project() -> Path:
+    """A temporary project with the repository's entries and an empty store."""
+    folder = Path(tempfile.mkdtemp(prefix="harness-bench-"))
+    shutil.copytree(REPO / "ablations", folder / "ablations")
+    return folder
+
+
+def data_overrides(data_dir: str, subset: int) -> list[str]:
+    if not Path(data_dir, "train").is_dir():
+        raise SystemExit(f"no CIFAR-10 image folder at {data_dir}: tar xzf ../shared/data/cifar10-train-jpg.tar.gz -C {data_dir}")
+    return [f"data.source=folder:{data_dir}", f"data.subset={subset}"]
+
+
+def median(values) -> float:
+    return statistics.median(values)
+
+
+def mean_std(values) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)

@@ -1,0 +1,75 @@
+"""Tracking overhead: the same spec on the same data for the same epochs, as a plain Keras
+`model.fit` and as `harness run-ablation` (tracking on), alternated, several times each.
+
+    python bench/overhead.py [--entry final] [--subset 5000] [--epochs 3] [--repeats 3]
+
+Prints the median of each and their ratio, for the fit alone (what tracking adds per epoch)
+and end to end (run-ablation also evaluates, plots, saves the model and writes artifacts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import DEFAULT_DATA, data_overrides, machine, median, scratch_project  # noqa: E402
+from harness.quiet import load_keras  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entry", default="final")
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--subset", type=int, default=5000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    load_keras()
+    from harness import data, runner, train
+    from harness.ablation import Registry
+
+    project = scratch_project()
+    overrides = [*data_overrides(args.data, args.subset), f"training.epochs={args.epochs}"]
+    planned = runner.plan(Registry(project), args.entry, overrides)
+    spec, dataset = planned.spec, planned.data
+
+    def plain() -> tuple[float, float]:
+        started = time.perf_counter()
+        model = train.build(spec, dataset)
+        t = spec.training
+        train_data = data.pipeline(dataset.train, dataset.num_classes, t.batch_size, t.pipeline, True, t.seed)
+        val_data = data.pipeline(dataset.val, dataset.num_classes, t.batch_size, t.pipeline, False, t.seed)
+        fit_started = time.perf_counter()
+        model.fit(train_data, validation_data=val_data, epochs=t.epochs, verbose=0, shuffle=False,
+                  class_weight=train.class_weights(spec, dataset.train.y, dataset.class_names),
+                  callbacks=train.core_callbacks(spec))
+        end = time.perf_counter()
+        return end - fit_started, end - started
+
+    def harness() -> tuple[float, float]:
+        started = time.perf_counter()
+        outcome = runner.run_ablation(project, args.entry, overrides, force=True, echo=lambda _: None, verbose=0)
+        return outcome.metrics["train_seconds"], time.perf_counter() - started
+
+    results = {"plain": [], "harness": []}
+    for repeat in range(args.repeats):
+        order = ("plain", "harness") if repeat % 2 == 0 else ("harness", "plain")
+        for name in order:
+            fit_s, total_s = plain() if name == "plain" else harness()
+            results[name].append((fit_s, total_s))
+            print(f"repeat {repeat + 1} {name:8s} fit {fit_s:7.2f} s   total {total_s:7.2f} s", flush=True)
+    fit = {k: median([v[0] for v in vals]) for k, vals in results.items()}
+    total = {k: median([v[1] for v in vals]) for k, vals in results.items()}
+    print(f"\nmachine: {machine()}")
+    print(f"entry {args.entry}, CIFAR-10 folder subset {args.subset} ({len(dataset.train)} train / {len(dataset.val)} val), "
+          f"{args.epochs} epochs, {args.repeats} repeats each, alternated")
+    print(f"fit:        plain {fit['plain']:.2f} s  harness {fit['harness']:.2f} s  ratio {fit['harness'] / fit['plain']:.3f}")
+    print(f"end to end: plain {total['plain']:.2f} s  harness {total['harness']:.2f} s  ratio {total['harness'] / total['plain']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Training throughput of an entry: NumPy-array fit against the harness's tf.data pipeline
+(cache, shuffle, batch, prefetch), each with and without XLA (and optionally bfloat16).
+
+    python bench/throughput.py [--entry final] [--subset 5000] [--epochs 3] [--bf16]
+
+Images per second are measured over the epochs after the first (compilation excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import DEFAULT_DATA, data_overrides, machine, median, scratch_project  # noqa: E402
+from harness.quiet import load_keras  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entry", default="final")
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--subset", type=int, default=5000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--bf16", action="store_true", help="also time training.precision=mixed_bfloat16")
+    args = parser.parse_args()
+    load_keras()
+    from harness import runner, train
+    from harness.ablation import Registry
+
+    project = scratch_project()
+    base = [*data_overrides(args.data, args.subset), f"training.epochs={args.epochs}", "training.early_stopping=null"]
+    configs = [
+        ("numpy", ["training.pipeline=numpy", "training.jit_compile=false"]),
+        ("tf.data", ["training.pipeline=tf_data", "training.jit_compile=false"]),
+        ("numpy + XLA", ["training.pipeline=numpy", "training.jit_compile=true"]),
+        ("tf.data + XLA", ["training.pipeline=tf_data", "training.jit_compile=true"]),
+        ("harness default", []),
+    ]
+    if args.bf16:
+        configs.append(("tf.data bfloat16", ["training.pipeline=tf_data", "training.precision=mixed_bfloat16"]))
+    rates = {}
+    for label, extra in configs:
+        planned = runner.plan(Registry(project), args.entry, [*base, *extra])
+        model = train.build(planned.spec, planned.data)
+        result = train.fit(planned.spec, planned.data, model, verbose=0)
+        steady = result.epoch_seconds[1:] or result.epoch_seconds
+        rates[label] = len(planned.data.train) / median(steady)
+        print(f"{label:18s} {rates[label]:8.0f} images/s  (epochs {', '.join(f'{s:.1f}' for s in result.epoch_seconds)} s)", flush=True)
+        del model
+    print(f"\nmachine: {machine()}")
+    print(f"entry {args.entry}, CIFAR-10 folder subset {args.subset}, {args.epochs} epochs, steady-state epochs only")
+    for label, rate in rates.items():
+        print(f"{label:18s} {rate:8.0f} images/s   x{rate / rates['numpy']:.2f} vs numpy")
+
+
+if __name__ == "__main__":
+    main()
