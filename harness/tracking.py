@@ -126,7 +126,7 @@ class Store:
             )
             for run in runs:
                 pid = int(run.data.tags.get(f"{TAG}pid", "0") or 0)
-                if pid and _alive(pid):
+                if pid and process_alive(pid):
                     continue
                 self.client.set_tag(run.info.run_id, f"{TAG}reason", f"process {pid} died without ending the run")
                 self.client.set_terminated(run.info.run_id, status="FAILED")
@@ -264,7 +264,8 @@ def _enable_wal(uri: str) -> None:
         connection.execute("PRAGMA journal_mode=WAL")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -32,7 +32,7 @@ from . import runner
 from .ablation import Registry
 from .errors import HarnessError, RunFailed
 from .search_space import Dimension, current_values, parse_search
-from .tracking import TAG, Store, experiment_name
+from .tracking import TAG, Store, experiment_name, process_alive
 from .yamlio import dump_yaml
 
 # RDB storages: a worker proves it is alive this often, and a trial silent for the grace
@@ -335,22 +335,12 @@ def fail_stale_trials(study, storage) -> list[int]:
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = int(trial.user_attrs.get("pid", 0) or 0)
-        if trial.user_attrs.get("host") != host or not pid or _alive(pid):
+        if trial.user_attrs.get("host") != host or not pid or process_alive(pid):
             continue
         if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             failed.append(trial.number)
     return failed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def summarise(study, storage_label: str, study_run_id: str) -> StudyOutcome:
