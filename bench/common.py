@@ -42,6 +42,9 @@ def scratch_project() -> Path:
 
 
 def data_overrides(data_dir: str, subset: int) -> list[str]:
+    """Spec overrides for the CIFAR-10 image folder at `data_dir` (or `digits`), subset N."""
+    if data_dir == "digits":
+        return ["data.source=digits"] + ([f"data.subset={subset}"] if subset < 1437 else [])
     if not Path(data_dir, "train").is_dir():
         raise SystemExit(f"no CIFAR-10 image folder at {data_dir}: tar xzf ../shared/data/cifar10-train-jpg.tar.gz -C {data_dir}")
     return [f"data.source=folder:{data_dir}", f"data.subset={subset}"]

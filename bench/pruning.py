@@ -2,6 +2,7 @@
 CIFAR-10 subset small enough to finish in minutes; prints epochs spent and best value.
 
     python bench/pruning.py [--entry dropout] [--subset 2000] [--epochs 8] [--trials 20]
+    python bench/pruning.py --data digits --trials 12      # the same on scikit-learn's digits
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def main() -> None:
         print(f"pruner {pruner:6s}: {outcome.trials} trials ({outcome.pruned} pruned), {outcome.epochs_spent} epochs, "
               f"best val_accuracy {outcome.best_value:.4f}, {seconds:.0f} s", flush=True)
     print(f"\nmachine: {machine()}")
-    print(f"entry {args.entry}, CIFAR-10 folder subset {args.subset}, up to {args.epochs} epochs a trial, {args.trials} trials, TPE sampler")
+    data = "digits" if args.data == "digits" else f"CIFAR-10 folder subset {args.subset}"
+    print(f"entry {args.entry}, {data}, up to {args.epochs} epochs a trial, {args.trials} trials, TPE sampler")
     (_, none, t_none), (_, median, t_median) = rows
     print(f"median pruning: {median.epochs_spent}/{none.epochs_spent} epochs ({median.epochs_spent / none.epochs_spent:.2f}x), "
           f"{t_median:.0f}/{t_none:.0f} s, best {median.best_value:.4f} vs {none.best_value:.4f}")

@@ -135,7 +135,10 @@ def resolved_settings(spec: Spec, train_images: int) -> dict[str, Any]:
 
 
 def prepare(spec: Spec) -> None:
-    """Seed every generator and set the precision policy; call before building the model."""
+    """Seed every generator and set the precision policy; call before building the model.
+    Clears Keras's global state first, so many models in one process (tune, seeds, ablate)
+    neither accumulate memory nor retrace each other's functions."""
+    keras.backend.clear_session()
     keras.utils.set_random_seed(spec.training.seed)
     keras.mixed_precision.set_global_policy(resolve_precision(spec))
 
