@@ -29,7 +29,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 @dataclass(frozen=True)
 class Split:
-    """Images as float32 in [0, 1], shape (n, h, w, c), and integer labels."""
+    """Images, shape (n, h, w, c), and integer labels. What `load` and `load_test` return is
+    float32 in [0, 1]; sources may hand uint8 to `load`, which scales after subsetting."""
 
     x: np.ndarray
     y: np.ndarray
@@ -63,7 +64,7 @@ def load(source: str, val_fraction: float = 0.1, subset: Optional[int] = None, s
     x, y = pool.x, pool.y
     if subset is not None and subset < len(y):
         x, y = _stratified_take(x, y, subset, seed, "data.subset")
-    x_train, x_val, y_train, y_val = _stratified_split(x, y, val_fraction, seed, "data.val_fraction")
+    x_train, x_val, y_train, y_val = _stratified_split(_scaled(x), y, val_fraction, seed, "data.val_fraction")
     train, val = Split(x_train, y_train), Split(x_val, y_val)
     return Dataset(source, train, val, class_names, fingerprint_arrays(train, val))
 
@@ -71,7 +72,13 @@ def load(source: str, val_fraction: float = 0.1, subset: Optional[int] = None, s
 def load_test(source: str) -> tuple[Split, list[str]]:
     """The test split: only for the final evaluation of the selected model."""
     _, test, class_names = _load_source(source)
-    return test, class_names
+    return Split(_scaled(test.x), test.y), class_names
+
+
+def _scaled(x: np.ndarray) -> np.ndarray:
+    """uint8 images -> float32 in [0, 1], done after any subset so a 5,000-image subset of a
+    50,000-image source converts 5,000 images."""
+    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x
 
 
 def fingerprint_arrays(*splits: Split) -> str:
@@ -139,8 +146,8 @@ def _cifar10() -> tuple[Split, Split, list[str]]:
             f"cifar10 {state} ({type(exc).__name__}): copy cifar-10-python.tar.gz (163 MB, the "
             f"CIFAR-10 python version) to {archive}, or use --dataset digits or --dataset folder:DIR"
         ) from None
-    pool = Split(x_train.astype(np.float32) / 255.0, y_train.reshape(-1).astype(np.int64))
-    test = Split(x_test.astype(np.float32) / 255.0, y_test.reshape(-1).astype(np.int64))
+    pool = Split(x_train, y_train.reshape(-1).astype(np.int64))
+    test = Split(x_test, y_test.reshape(-1).astype(np.int64))
     return pool, test, list(CIFAR10_NAMES)
 
 
@@ -174,9 +181,7 @@ def _folder(root: Path) -> tuple[Split, Split, list[str]]:
         np.savez(partial, x_train=pool.x, y_train=pool.y, x_test=test.x, y_test=test.y)
         os.replace(partial, cached)  # atomic: a concurrent reader never sees half a file
     arrays = np.load(cached)
-    pool = Split(arrays["x_train"].astype(np.float32) / 255.0, arrays["y_train"])
-    test = Split(arrays["x_test"].astype(np.float32) / 255.0, arrays["y_test"])
-    return pool, test, class_names
+    return Split(arrays["x_train"], arrays["y_train"]), Split(arrays["x_test"], arrays["y_test"]), class_names
 
 
 def _image_files(folder: Path, class_names: list[str]) -> list[tuple[Path, int]]:

@@ -33,9 +33,16 @@ def evaluate(model, split: Split, class_names: list[str], batch_size: int = 256)
     """Predict `split` once and compute everything the run and the report show."""
     from sklearn.metrics import classification_report, confusion_matrix, f1_score
 
+    import keras
+
     labels = np.arange(len(class_names))
-    loss, accuracy = model.evaluate(split.x, one_hot(split.y, len(class_names)), batch_size=batch_size, verbose=0)[:2]
-    predicted = np.argmax(model.predict(split.x, batch_size=batch_size, verbose=0), axis=1)
+    probabilities = model.predict(split.x, batch_size=batch_size, verbose=0)
+    predicted = np.argmax(probabilities, axis=1)
+    # One pass over the data: the loss as model.evaluate computes it (compiled loss plus the
+    # regularization penalties), from the same predictions.
+    loss = float(keras.ops.convert_to_numpy(model.loss(one_hot(split.y, len(class_names)), probabilities)))
+    loss += float(sum(keras.ops.convert_to_numpy(penalty) for penalty in model.losses))
+    accuracy = float(np.mean(predicted == split.y))
     per_class = f1_score(split.y, predicted, labels=labels, average=None, zero_division=0)
     kwargs = dict(labels=labels, target_names=[n.capitalize() for n in class_names], zero_division=0)
     return Evaluation(
