@@ -216,7 +216,7 @@ def compare(
         _echo(text)
     chart_path = chart_file or root / "mlruns" / "reports" / f"compare-{_slug(dataset, subset)}.png"
     comparing.chart(table, metric, chart_path)
-    _echo(f"runs used (latest finished per entry): " + "; ".join(f"{r.entry} {r.runs}" for r in table.itertuples()))
+    _echo("runs used (latest finished per entry): " + "; ".join(f"{r.entry} {r.runs}" for r in table.itertuples()))
     _echo(f"chart: {chart_path}")
 
 

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Optional
 import keras
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 
 from .errors import HarnessError, Terminated
 

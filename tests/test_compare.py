@@ -4,7 +4,6 @@ tiny entries over digits with two seeds each, all read back from the real MLflow
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import mlflow
 import numpy as np

@@ -3,7 +3,6 @@ workers, two writers on one store."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -63,7 +62,7 @@ def test_kill_9_then_rerun_resumes_with_every_epoch_logged_once(project):
     result = run_cli(["run-ablation", "slow"], project)  # ...until the next command opens the store
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"marked run {run.info.run_id} FAILED" in result.stdout
-    assert f"resuming slow" in result.stdout
+    assert "resuming slow" in result.stdout
     client, runs = runs_of(project)
     assert len(runs) == 1, "the re-run continued the killed run instead of starting another"
     resumed = runs[0]

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from harness import tune as tuning
 from tests.conftest import run_cli, write_entry
-from tests.test_faults import SLOW, start, wait_for
+from tests.test_faults import SLOW, wait_for
 from tests.test_tune import TUNABLE
 
 
