@@ -445,10 +445,14 @@ def diff_specs(old: Spec, new: Spec) -> list[Change]:
     changes = []
     for key in sorted(set(a) | set(b), key=lambda k: (k.split(".")[0], k)):
         va, vb = a.get(key, _ABSENT), b.get(key, _ABSENT)
-        if va == vb or _expanded(key, va, vb, a, b):
-            continue
+        if va == vb or _expanded(key, va, vb, a, b) or (_blank(va) and _blank(vb)):
+            continue  # a null that appears with its section (a new list item) changes nothing
         changes.append(Change(key, va, vb))
     return changes
+
+
+def _blank(value: Any) -> bool:
+    return value is _ABSENT or value is None
 
 
 def _expanded(key: str, va: Any, vb: Any, a: dict, b: dict) -> bool:
