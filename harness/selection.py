@@ -157,7 +157,7 @@ def _test_and_register(root, store, experiment_id, name, evidence, source_run_id
                 store.log_artifact(run_id, folder / artifact)
             sample = test.x[:4]
             signature = mlflow.models.infer_signature(sample, model.predict(sample, verbose=0))
-            with mlflow.start_run(run_id=run_id, nested=False):
+            with store.fluent(), mlflow.start_run(run_id=run_id, nested=False):
                 info = mlflow.keras.log_model(
                     model, name="model", registered_model_name=model_name, signature=signature,
                     pip_requirements=[f"keras=={keras.__version__}"],  # skips slow requirement inference

@@ -64,7 +64,8 @@ class Store:
         self.local = self.uri.startswith("sqlite:")
         for noisy in ("mlflow", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        mlflow.set_tracking_uri(self.uri)
+        # No mlflow.set_tracking_uri here: it also sets MLFLOW_TRACKING_URI, which would then
+        # point every later Store of this process (another project) at this one.
         self.client = self._open_local_store() if self.local else MlflowClient(self.uri)
         self.reaped = self.reap_orphans()
 
@@ -85,6 +86,22 @@ class Store:
                 return client
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def fluent(self) -> Iterator[None]:
+        """MLflow's fluent API (mlflow.start_run, log_model) on this store for the block, then
+        the previous tracking URI and MLFLOW_TRACKING_URI restored."""
+        previous_env = os.environ.get("MLFLOW_TRACKING_URI")
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(previous)
+            if previous_env is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = previous_env
 
     # ----------------------------------------------------------------- experiments
 

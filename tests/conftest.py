@@ -19,6 +19,13 @@ ENTRIES = sorted(p.stem for p in (REPO / "ablations").glob("*.yaml"))
 TINY = ["data.subset=240", "training.epochs=1"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_tracking_uri_from_outside():
+    """Module-scoped fixtures run before the per-test clean-up below: start clean."""
+    for name in ("MLFLOW_TRACKING_URI", "HARNESS_ROOT", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(name, None)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path_factory):
     for name in ("MLFLOW_TRACKING_URI", "HARNESS_ROOT", "MLFLOW_REGISTRY_URI"):

@@ -17,7 +17,7 @@ from harness.ablation import Registry
 from harness.compare import compare_table, render
 from harness.report import build_report
 from harness.selection import select
-from harness.tracking import default_tracking_uri
+from harness.tracking import Store, default_tracking_uri
 from tests.conftest import REPO, run_cli, write_entry
 
 CHAIN = {
@@ -147,8 +147,8 @@ def test_select_tests_once_registers_champion_and_report_shows_it(study, tmp_pat
     assert final.data.metrics["test_accuracy"] == pytest.approx(selection.test_accuracy)
     assert list(selection.table.index[-3:]) == ["Accuracy", "Macro Avg", "Weighted Avg"]
     assert selection.table.loc["Macro Avg", "Support"] == 360
-    mlflow.set_tracking_uri(default_tracking_uri(project))
-    champion = mlflow.keras.load_model(f"models:/{selection.model_name}@champion")
+    with Store(project).fluent():
+        champion = mlflow.keras.load_model(f"models:/{selection.model_name}@champion")
     source_model = __import__("keras").saving.load_model(
         client.download_artifacts(selection.source_run_id, "model.keras", str(tmp_path)), safe_mode=True)
     for a, b in zip(champion.get_weights(), source_model.get_weights()):
