@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, scratch_project  # noqa: E402
+from harness.quiet import load_keras  # noqa: E402
 
 SLOW = """\
 extends: baseline
@@ -51,6 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--random-inputs", type=int, default=300)
     args = parser.parse_args()
+    load_keras()
     from mlflow import MlflowClient
 
     from harness import tune
