@@ -9,6 +9,7 @@ Everything runs in a scratch project through the `harness` command, on digits.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import signal
 import string
@@ -26,7 +27,7 @@ extends: baseline
 description: Small, slow enough to be killed mid-run.
 model: {blocks: [{filters: 16, convs: 2}], padding: same}
 optimizer: {name: adam, learning_rate: 0.01}
-training: {epochs: 8, batch_size: 16}
+training: {epochs: 8, batch_size: 8}
 search:
   optimizer.learning_rate: {float: [1.0e-3, 0.05], log: true}
 """
@@ -38,7 +39,8 @@ def harness(project, *args, **kwargs):
 
 def start(project, *args):
     return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=project, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # each epoch line as printed
 
 
 def until(process, marker):
@@ -76,8 +78,8 @@ def main() -> None:
     survived["kill -9 mid-run, plain re-run resumes"] = rerun.returncode == 0 and run.info.status == "FINISHED" and steps == list(range(1, 9))
 
     for sig, code, label in ((signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")):
-        p = start(project, "run-ablation", "slow", "--force")
-        until(p, "Epoch 2/8")
+        p = start(project, "run-ablation", "slow", "--force", "--epochs", "30")
+        until(p, "Epoch 2/30")
         p.send_signal(sig)
         p.wait()
         latest = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]

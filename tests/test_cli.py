@@ -3,6 +3,7 @@ and nothing written to the store, and Ctrl-C ending a run KILLED with status 130
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -109,6 +110,7 @@ def test_ctrl_c_ends_the_run_killed_with_status_130(project):
     process = subprocess.Popen(
         [sys.executable, "-m", "harness", "run-ablation", "extra_blocks", "--epochs", "50"],
         cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     deadline = time.time() + 120
     for line in process.stdout:

@@ -3,6 +3,7 @@ workers, two writers on one store."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ extends: baseline
 description: Small enough for tests, slow enough to be killed mid-run.
 model: {blocks: [{filters: 16, convs: 2}], padding: same}
 optimizer: {name: adam, learning_rate: 0.01}
-training: {epochs: 8, batch_size: 16}
+training: {epochs: 8, batch_size: 8}
 search:
   optimizer.learning_rate: {float: [1.0e-3, 0.05], log: true}
 """
@@ -30,6 +31,7 @@ def start(project, *args):
     return subprocess.Popen(
         [sys.executable, "-m", "harness", *args], cwd=project, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # see each epoch line as it is printed
     )
 
 

@@ -89,7 +89,7 @@ def test_heartbeat_fails_and_retries_a_killed_workers_trial_on_postgresql(projec
     process = subprocess.Popen(
         [sys.executable, "-m", "harness", "tune", "slow", "--trials", "2", "--pruner", "none", "--storage", postgres_url],
         cwd=project, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={**__import__("os").environ, **env},
+        env={**__import__("os").environ, **env, "PYTHONUNBUFFERED": "1"},
     )
     wait_for(process, "Epoch 3/8")
     process.send_signal(signal.SIGKILL)
