@@ -374,9 +374,9 @@ def dashboard(
     import shutil
     import subprocess
 
-    from .tune import default_storage_path
+    from .paths import journal_path
 
-    target = storage or str(default_storage_path(_root()))
+    target = storage or str(journal_path(_root()))
     if storage is None and not Path(target).is_file():
         raise HarnessError(f"no studies yet: {target} does not exist (harness tune NAME --trials N)")
     executable = shutil.which("optuna-dashboard") or str(Path(sys.executable).with_name("optuna-dashboard"))

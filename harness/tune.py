@@ -30,6 +30,7 @@ from optuna_integration import KerasPruningCallback
 
 from . import runner
 from .ablation import Registry
+from .paths import journal_path
 from .errors import HarnessError, RunFailed
 from .search_space import Dimension, current_values, parse_search
 from .tracking import TAG, Store, experiment_name, process_alive
@@ -85,7 +86,7 @@ class PruningCallback(KerasPruningCallback):
 
 
 def default_storage_path(root: Path) -> Path:
-    return Path(root) / "mlruns" / "optuna" / "journal.log"
+    return journal_path(root)
 
 
 def open_storage(root: Path, url: Optional[str]) -> tuple[Any, str]:
