@@ -39,7 +39,6 @@ class Evidence:
     run_ids: list[str]
     kind: str
     values: dict[str, list[float]] = field(default_factory=dict)
-    label: str = ""
 
     def n(self, metric: str) -> int:
         return len(self.values.get(metric, []))
@@ -93,7 +92,7 @@ def evidence_of(store: Store, experiment_id: str, run, label: str) -> Evidence:
         for key, value in member.data.metrics.items():
             values.setdefault(key, []).append(float(value))
     ids = [m.info.run_id for m in members]
-    return Evidence(label, ids, kind, values, label)
+    return Evidence(label, ids, kind, values)
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> Optional[float]:

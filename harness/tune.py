@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import hashlib
 import os
@@ -458,8 +459,6 @@ def _nest(values: dict[str, Any], resolved_tree: dict[str, Any]) -> dict[str, An
     """Dotted best values -> entry sections. A key inside a list writes the whole list (lists
     replace when entries merge), taken from the resolved spec with the item changed."""
     out: dict[str, Any] = {}
-    import copy
-
     lists: dict[str, Any] = {}
     for key, value in values.items():
         parts = key.split(".")
