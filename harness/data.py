@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -63,7 +65,8 @@ def load(source: str, val_fraction: float = 0.1, subset: Optional[int] = None, s
     pool, _, class_names = _load_source(source)
     x, y = pool.x, pool.y
     if subset is not None and subset < len(y):
-        x, y = _stratified_take(x, y, subset, seed, "data.subset")
+        taken, _, _, _ = _stratified_split(np.arange(len(y)), y, len(y) - subset, seed, "data.subset")
+        x, y = x[taken], y[taken]  # from a memory-mapped cache, reads only these images
     x_train, x_val, y_train, y_val = _stratified_split(_scaled(x), y, val_fraction, seed, "data.val_fraction")
     train, val = Split(x_train, y_train), Split(x_val, y_val)
     return Dataset(source, train, val, class_names, fingerprint_arrays(train, val))
@@ -98,11 +101,6 @@ def _stratified_split(x, y, fraction, seed, key):
         return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=y)
     except ValueError as exc:
         raise HarnessError(f"{key}={fraction}: cannot split {len(y)} images: {exc}") from None
-
-
-def _stratified_take(x, y, count, seed, key):
-    x_taken, _, y_taken, _ = _stratified_split(x, y, len(y) - count, seed, key)
-    return x_taken, y_taken
 
 
 # --------------------------------------------------------------------------- sources
@@ -168,20 +166,31 @@ def _folder(root: Path) -> tuple[Split, Split, list[str]]:
     if not files["train"]:
         raise HarnessError(f"folder:{root}: no images under train/<class>/")
     key = _content_key(root, files)
-    cached = cache_dir() / f"folder-{key}-u8.npz"
-    if not cached.is_file():
+    cached = cache_dir() / f"folder-{key}-u8"
+    if not cached.is_dir():
         pool = _decode(files["train"], root)
         if files["test"]:
             test = _decode(files["test"], root)
         else:
             x_pool, x_test, y_pool, y_test = _stratified_split(pool.x, pool.y, TEST_FRACTION, TEST_SEED, f"folder:{root}")
             pool, test = Split(x_pool, y_pool), Split(x_test, y_test)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f"{cached.stem}.{os.getpid()}.tmp.npz")
-        np.savez(partial, x_train=pool.x, y_train=pool.y, x_test=test.x, y_test=test.y)
-        os.replace(partial, cached)  # atomic: a concurrent reader never sees half a file
-    arrays = np.load(cached)
-    return Split(arrays["x_train"], arrays["y_train"]), Split(arrays["x_test"], arrays["y_test"]), class_names
+        _write_cache(cached, {"x_train": pool.x, "y_train": pool.y, "x_test": test.x, "y_test": test.y})
+    arrays = {name: np.load(cached / f"{name}.npy", mmap_mode="r") for name in ("x_train", "y_train", "x_test", "y_test")}
+    y_train, y_test = np.asarray(arrays["y_train"]), np.asarray(arrays["y_test"])
+    return Split(arrays["x_train"], y_train), Split(arrays["x_test"], y_test), class_names
+
+
+def _write_cache(folder: Path, arrays: dict[str, np.ndarray]) -> None:
+    """One .npy per array (memory-mapped on load), written beside `folder` and renamed into
+    place: a concurrent reader never sees half a cache."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", suffix=".tmp", dir=folder.parent))
+    for name, array in arrays.items():
+        np.save(partial / f"{name}.npy", array)
+    try:
+        os.replace(partial, folder)
+    except OSError:  # another process put the same cache in place first
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _image_files(folder: Path, class_names: list[str]) -> list[tuple[Path, int]]:
@@ -189,16 +198,20 @@ def _image_files(folder: Path, class_names: list[str]) -> list[tuple[Path, int]]
     for label, name in enumerate(class_names):
         class_dir = folder / name
         if class_dir.is_dir():
-            found += [(p, label) for p in sorted(class_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+            with os.scandir(class_dir) as entries:
+                names = sorted(e.name for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES))
+            found += [(class_dir / n, label) for n in names]
     return found
 
 
 def _content_key(root: Path, files: dict[str, list[tuple[Path, int]]]) -> str:
+    """Names, labels, sizes and modification times of every image: a file added, removed,
+    moved or rewritten gives a new key, without reading 50,000 files on every load."""
     digest = hashlib.sha256()
     for part, items in files.items():
         for path, label in items:
-            digest.update(f"{part}/{label}/{path.name}".encode())
-            digest.update(path.read_bytes())
+            stat = path.stat()
+            digest.update(f"{part}/{label}/{path.name}/{stat.st_size}/{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 

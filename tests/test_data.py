@@ -55,8 +55,8 @@ def test_folder_source_decodes_once_and_caches(tmp_path, monkeypatch):
     assert first.class_names == ["cat", "dog"]
     assert first.input_shape == (6, 6, 3)
     assert len(first.train) + len(first.val) == 24
-    cached = list((tmp_path / "cache").glob("folder-*.npz"))
-    assert len(cached) == 1
+    cached = list((tmp_path / "cache").glob("folder-*-u8"))
+    assert len(cached) == 1 and not list((tmp_path / "cache").glob("*.tmp"))
     again = data.load(f"folder:{tmp_path / 'imgs'}", 0.25, None, 0)
     assert again.fingerprint == first.fingerprint
     test, _ = data.load_test(f"folder:{tmp_path / 'imgs'}")
@@ -64,7 +64,26 @@ def test_folder_source_decodes_once_and_caches(tmp_path, monkeypatch):
     Image.fromarray(np.zeros((6, 6, 3), dtype=np.uint8)).save(tmp_path / "imgs" / "train" / "cat" / "new.png")
     changed = data.load(f"folder:{tmp_path / 'imgs'}", 0.25, None, 0)
     assert changed.fingerprint != first.fingerprint
-    assert len(list((tmp_path / "cache").glob("folder-*.npz"))) == 2
+    assert len(list((tmp_path / "cache").glob("folder-*-u8"))) == 2
+    rewritten = tmp_path / "imgs" / "train" / "dog" / "000.png"
+    Image.fromarray(np.full((6, 6, 3), 255, dtype=np.uint8)).save(rewritten)  # same name, new pixels
+    assert data.load(f"folder:{tmp_path / 'imgs'}", 0.25, None, 0).fingerprint not in (first.fingerprint, changed.fingerprint)
+
+
+def test_subset_of_a_folder_equals_the_subset_of_its_decoded_images(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    _image_tree(tmp_path / "imgs", per_class=30)
+    source = f"folder:{tmp_path / 'imgs'}"
+    small = data.load(source, 0.25, 20, 3)
+    full = data.load(source, 0.25, None, 3)
+    pool = np.concatenate([full.train.x, full.val.x])
+    rows = {row.tobytes(): label for row, label in zip(pool.reshape(len(pool), -1), np.concatenate([full.train.y, full.val.y]))}
+    taken = np.concatenate([small.train.x, small.val.x])
+    labels = np.concatenate([small.train.y, small.val.y])
+    assert len(taken) == 20 and np.bincount(labels).tolist() == [10, 10]
+    assert all(rows[row.tobytes()] == label for row, label in zip(taken.reshape(20, -1), labels))
+    assert isinstance(small.train.x, np.ndarray) and not isinstance(small.train.x, np.memmap)
+    assert data.load(source, 0.25, 20, 3).fingerprint == small.fingerprint != data.load(source, 0.25, 20, 4).fingerprint
 
 
 def test_folder_without_test_split_carves_one(tmp_path):
