@@ -26,6 +26,9 @@ def load_keras() -> None:
             import tensorflow as tf
 
             tf.config.list_physical_devices("GPU")
+            # Every trial and seed builds a new model, so every predict is a first trace: TF's
+            # "triggered tf.function retracing" advice would print once per run and means nothing here.
+            tf.get_logger().setLevel("ERROR")
     finally:
         os.dup2(saved, 2)
         os.close(saved)
