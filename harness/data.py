@@ -165,7 +165,7 @@ def _folder(root: Path) -> tuple[Split, Split, list[str]]:
     files = {part: _image_files(root / part, class_names) for part in ("train", "test")}
     if not files["train"]:
         raise HarnessError(f"folder:{root}: no images under train/<class>/")
-    key = _content_key(root, files)
+    key = _content_key(files)
     cached = cache_dir() / f"folder-{key}-u8"
     if not cached.is_dir():
         pool = _decode(files["train"], root)
@@ -193,34 +193,37 @@ def _write_cache(folder: Path, arrays: dict[str, np.ndarray]) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _image_files(folder: Path, class_names: list[str]) -> list[tuple[Path, int]]:
+def _image_files(folder: Path, class_names: list[str]) -> list[tuple[str, int, int, int]]:
+    """(path, label, size, mtime_ns) of every image under folder/<class>/, sorted by name:
+    one scandir per class, plain strings (50,000 Path objects alone cost 0.4 s)."""
     found = []
     for label, name in enumerate(class_names):
-        class_dir = folder / name
-        if class_dir.is_dir():
+        class_dir = os.path.join(folder, name)
+        if os.path.isdir(class_dir):
             with os.scandir(class_dir) as entries:
-                names = sorted(e.name for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES))
-            found += [(class_dir / n, label) for n in names]
+                images = sorted((e for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES)), key=lambda e: e.name)
+            for entry in images:
+                stat = entry.stat()
+                found.append((entry.path, label, stat.st_size, stat.st_mtime_ns))
     return found
 
 
-def _content_key(root: Path, files: dict[str, list[tuple[Path, int]]]) -> str:
+def _content_key(files: dict[str, list[tuple[str, int, int, int]]]) -> str:
     """Names, labels, sizes and modification times of every image: a file added, removed,
     moved or rewritten gives a new key, without reading 50,000 files on every load."""
     digest = hashlib.sha256()
     for part, items in files.items():
-        for path, label in items:
-            stat = path.stat()
-            digest.update(f"{part}/{label}/{path.name}/{stat.st_size}/{stat.st_mtime_ns}\n".encode())
+        for path, label, size, mtime_ns in items:
+            digest.update(f"{part}/{label}/{os.path.basename(path)}/{size}/{mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 
-def _decode(items: list[tuple[Path, int]], root: Path) -> Split:
+def _decode(items: list[tuple[str, int, int, int]], root: Path) -> Split:
     from PIL import Image, UnidentifiedImageError
 
     images = []
     shape = None
-    for path, _ in items:
+    for path, *_ in items:
         try:
             with Image.open(path) as image:
                 array = np.asarray(image.convert("RGB"), dtype=np.uint8)
@@ -231,7 +234,7 @@ def _decode(items: list[tuple[Path, int]], root: Path) -> Split:
         elif array.shape != shape:
             raise HarnessError(f"folder:{root}: {path} is {array.shape[:2]}, others are {shape[:2]}")
         images.append(array)
-    y = np.array([label for _, label in items], dtype=np.int64)
+    y = np.array([label for _, label, *_ in items], dtype=np.int64)
     return Split(np.stack(images), y)  # uint8: the cache stays 4x smaller than float32
 
 
