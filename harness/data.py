@@ -211,11 +211,12 @@ def _image_files(folder: Path, class_names: list[str]) -> list[tuple[str, int, i
 def _content_key(files: dict[str, list[tuple[str, int, int, int]]]) -> str:
     """Names, labels, sizes and modification times of every image: a file added, removed,
     moved or rewritten gives a new key, without reading 50,000 files on every load."""
-    digest = hashlib.sha256()
-    for part, items in files.items():
-        for path, label, size, mtime_ns in items:
-            digest.update(f"{part}/{label}/{os.path.basename(path)}/{size}/{mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
+    lines = [
+        f"{part}/{label}/{os.path.basename(path)}/{size}/{mtime_ns}\n"
+        for part, items in files.items()
+        for path, label, size, mtime_ns in items
+    ]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
 
 
 def _decode(items: list[tuple[str, int, int, int]], root: Path) -> Split:

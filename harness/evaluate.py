@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import Split, one_hot
+from .data import Split, one_hot, pipeline
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,10 @@ def evaluate(model, split: Split, class_names: list[str], batch_size: int = 256)
     import keras
 
     labels = np.arange(len(class_names))
-    probabilities = model.predict(split.x, batch_size=batch_size, verbose=0)
+    # Batches from tf.data have an unknown batch size, so predict traces once; NumPy input
+    # traces again for the last, smaller batch (measured: 0.9 s against 1.1-1.3 s on 500 images).
+    inputs = pipeline(split, len(class_names), batch_size, "tf_data", shuffle=False, seed=0)
+    probabilities = model.predict(inputs[0] if isinstance(inputs, tuple) else inputs, verbose=0)
     predicted = np.argmax(probabilities, axis=1)
     # One pass over the data: the loss as model.evaluate computes it (compiled loss plus the
     # regularization penalties), from the same predictions.
