@@ -50,6 +50,12 @@ def data_overrides(data_dir: str, subset: int) -> list[str]:
     return [f"data.source=folder:{data_dir}", f"data.subset={subset}"]
 
 
+def data_label(data_dir: str, subset: int, dataset) -> str:
+    """How a benchmark's data reads in its printout, e.g. CIFAR-10 folder subset 5000 (4500 train / 500 val)."""
+    name = "digits" if data_dir == "digits" else f"CIFAR-10 folder subset {subset}"
+    return f"{name} ({len(dataset.train)} train / {len(dataset.val)} val)"
+
+
 def median(values) -> float:
     return statistics.median(values)
 

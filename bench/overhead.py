@@ -1,10 +1,16 @@
 """Tracking overhead: the same spec on the same data for the same epochs, as a plain Keras
 `model.fit` and as `harness run-ablation` (tracking on), alternated, several times each.
 
-    python bench/overhead.py [--entry final] [--subset 5000] [--epochs 3] [--repeats 3]
+    python bench/overhead.py [--entry final] [--subset 5000] [--epochs 3] [--repeats 5]
+
+The plain side is what a Keras script does: load the arrays (the same loader and cache),
+build and compile the model, fit. The harness side is `run_ablation`, everything included:
+resolving the entry, the same data load, tracking every epoch to MLflow, a backup per epoch,
+evaluating the validation set, two plots, saving the model, writing the artifacts.
 
 Prints the median of each and their ratio, for the fit alone (what tracking adds per epoch)
-and end to end (run-ablation also evaluates, plots, saves the model and writes artifacts).
+and end to end, and the ratio within each adjacent pair: this VM's speed drifts by tens of
+percent from one minute to the next, so the paired ratios are the figure to trust.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import DEFAULT_DATA, data_overrides, machine, median, scratch_project  # noqa: E402
+from bench.common import DEFAULT_DATA, data_label, data_overrides, machine, median, scratch_project  # noqa: E402
 from harness.quiet import load_keras  # noqa: E402
 
 
@@ -26,7 +32,7 @@ def main() -> None:
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--subset", type=int, default=5000)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     load_keras()
     from harness import data, runner, train
@@ -35,10 +41,12 @@ def main() -> None:
     project = scratch_project()
     overrides = [*data_overrides(args.data, args.subset), f"training.epochs={args.epochs}"]
     planned = runner.plan(Registry(project), args.entry, overrides)
-    spec, dataset = planned.spec, planned.data
+    spec = planned.spec
 
     def plain() -> tuple[float, float]:
         started = time.perf_counter()
+        d = spec.data
+        dataset = data.load(d.source, d.val_fraction, d.subset, d.seed)
         model = train.build(spec, dataset)
         t = spec.training
         train_data = data.pipeline(dataset.train, dataset.num_classes, t.batch_size, t.pipeline, True, t.seed)
@@ -62,13 +70,19 @@ def main() -> None:
             fit_s, total_s = plain() if name == "plain" else harness()
             results[name].append((fit_s, total_s))
             print(f"repeat {repeat + 1} {name:8s} fit {fit_s:7.2f} s   total {total_s:7.2f} s", flush=True)
+        p, h = results["plain"][-1], results["harness"][-1]
+        print(f"repeat {repeat + 1} ratios   fit {h[0] / p[0]:.3f}   end to end {h[1] / p[1]:.3f}   "
+              f"(harness outside fit {h[1] - h[0]:.2f} s, plain {p[1] - p[0]:.2f} s)", flush=True)
     fit = {k: median([v[0] for v in vals]) for k, vals in results.items()}
     total = {k: median([v[1] for v in vals]) for k, vals in results.items()}
+    pairs = list(zip(results["plain"], results["harness"]))
     print(f"\nmachine: {machine()}")
-    print(f"entry {args.entry}, CIFAR-10 folder subset {args.subset} ({len(dataset.train)} train / {len(dataset.val)} val), "
+    print(f"entry {args.entry}, {data_label(args.data, args.subset, planned.data)}, "
           f"{args.epochs} epochs, {args.repeats} repeats each, alternated")
-    print(f"fit:        plain {fit['plain']:.2f} s  harness {fit['harness']:.2f} s  ratio {fit['harness'] / fit['plain']:.3f}")
-    print(f"end to end: plain {total['plain']:.2f} s  harness {total['harness']:.2f} s  ratio {total['harness'] / total['plain']:.3f}")
+    print(f"fit:        plain {fit['plain']:.2f} s  harness {fit['harness']:.2f} s  ratio of medians {fit['harness'] / fit['plain']:.3f}"
+          f"  median paired ratio {median([h[0] / p[0] for p, h in pairs]):.3f}")
+    print(f"end to end: plain {total['plain']:.2f} s  harness {total['harness']:.2f} s  ratio of medians {total['harness'] / total['plain']:.3f}"
+          f"  median paired ratio {median([h[1] / p[1] for p, h in pairs]):.3f}")
 
 
 if __name__ == "__main__":
