@@ -43,6 +43,7 @@ def plain_run(dataset, seed, epochs, bn_momentum) -> float:
     import numpy as np
     from sklearn.utils.class_weight import compute_class_weight
 
+    keras.mixed_precision.set_global_policy("float32")  # Keras's default; the harness may have set another
     keras.utils.set_random_seed(seed)
     model = plain_keras_final(dataset.input_shape, dataset.num_classes, bn_momentum)
     model.compile(optimizer=keras.optimizers.Adam(), metrics=["accuracy"],
@@ -81,6 +82,7 @@ def main() -> None:
     overrides = [*data_overrides(args.data, args.subset), f"training.epochs={args.epochs}"]
     planned = runner.plan(Registry(project), "final", overrides)
     momentum = train.resolve_bn_momentum(planned.spec, len(planned.data.train))
+    precision = train.resolve_precision(planned.spec)
     harness_values, plain_values = [], []
     for seed in seeds:
         outcome = runner.run_ablation(project, "final", [*overrides, f"training.seed={seed}"], force=True,
@@ -92,7 +94,8 @@ def main() -> None:
     p = ttest_ind(harness_values, plain_values, equal_var=False).pvalue if len(seeds) > 1 else float("nan")
     print(f"\nmachine: {machine()}")
     print(f"final entry, CIFAR-10 folder subset {args.subset} ({len(planned.data.train)} train / {len(planned.data.val)} val), "
-          f"{args.epochs} epochs, seeds {seeds}, batch-norm momentum {momentum} (auto) in both")
+          f"{args.epochs} epochs, seeds {seeds}, batch-norm momentum {momentum} (auto) in both; "
+          f"harness precision {precision} (auto), plain Keras float32")
     print(f"best val_accuracy: harness {hm:.4f} +/- {hs:.4f}   plain Keras {pm:.4f} +/- {ps:.4f}   "
           f"difference {hm - pm:+.4f}, Welch p {p:.3g}")
 

@@ -70,3 +70,33 @@ def test_the_final_entry_trains_on_the_jax_backend_without_tensorflow():
     result = subprocess.run([sys.executable, "-c", JAX_SCRIPT.format(root=str(REPO))], capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "JAX-OK" in result.stdout
+
+
+def test_auto_precision_follows_the_device():
+    from harness.train import auto_precision
+
+    assert auto_precision("gpu", "tensorflow", frozenset()) == "mixed_float16"
+    assert auto_precision("gpu", "jax", frozenset({"amx_bf16"})) == "mixed_float16"
+    assert auto_precision("cpu", "tensorflow", frozenset({"avx2", "avx512f"})) == "float32"
+    assert auto_precision("cpu", "tensorflow", frozenset({"avx512f", "amx_bf16"})) == "mixed_bfloat16"
+    assert auto_precision("cpu", "jax", frozenset({"amx_bf16"})) == "float32"  # measured under oneDNN only
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_keeps_the_output_layer_in_float32(precision):
+    import numpy as np
+
+    from harness import data, train
+    from harness.ablation import Registry
+
+    spec = Registry(REPO).resolve("final", [f"training.precision={precision}", "data.subset=200"]).spec
+    dataset = data.load("digits", 0.25, 200, 0)
+    model = train.build(spec, dataset)
+    try:
+        compute = {layer.dtype_policy.compute_dtype for layer in model.layers if layer.weights}
+        assert compute == {precision.removeprefix("mixed_")}
+        assert {w.dtype for w in model.weights} == {"float32"}  # variables stay float32
+        assert type(model.layers[-1]).__name__ == "Activation" and model.layers[-1].dtype_policy.compute_dtype == "float32"
+        assert model.predict(dataset.val.x[:8], verbose=0).dtype == np.float32
+    finally:
+        train.prepare(Registry(REPO).resolve("baseline", ["training.precision=float32"]).spec)  # global policy back

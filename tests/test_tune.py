@@ -174,22 +174,20 @@ def _two_workers(project, extra, trials=2):
 
 def test_two_workers_share_the_local_journal_study(tunable):
     _two_workers(tunable, [])
-    study = load(tunable)
-    assert len(study.trials) == 4
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-    _, trials = mlflow_runs(tunable, "trial")
-    assert sorted(int(r.data.tags["harness.trial"]) for r in trials) == [0, 1, 2, 3]
-    _, studies = mlflow_runs(tunable, "study")
-    assert len(studies) == 1
-    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {studies[0].info.run_id}
+    _assert_one_study_of_four_trials(tunable, None)
 
 
 def test_two_workers_share_a_postgresql_study(tunable, postgres_url):
     _two_workers(tunable, ["--storage", postgres_url])
-    study = load(tunable, postgres_url)
+    _assert_one_study_of_four_trials(tunable, postgres_url)
+
+
+def _assert_one_study_of_four_trials(project, storage):
+    study = load(project, storage)
     assert len(study.trials) == 4
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-    _, trials = mlflow_runs(tunable, "trial")
+    _, trials = mlflow_runs(project, "trial")
     assert sorted(int(r.data.tags["harness.trial"]) for r in trials) == [0, 1, 2, 3]
-    _, studies = mlflow_runs(tunable, "study")
+    _, studies = mlflow_runs(project, "study")
     assert len(studies) == 1
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {studies[0].info.run_id}
