@@ -1,7 +1,8 @@
 """Training throughput of an entry: NumPy-array fit against the harness's tf.data pipeline
-(cache, shuffle, batch, prefetch), each with and without XLA (and optionally bfloat16).
+(cache, shuffle, batch, prefetch), each with and without XLA, in float32;
+then mixed_bfloat16, and the harness's defaults (every auto resolved for this machine).
 
-    python bench/throughput.py [--entry final] [--subset 5000] [--epochs 4] [--bf16]
+    python bench/throughput.py [--entry final] [--subset 5000] [--epochs 4]
 
 Images per second come from the fastest epoch after the first (compilation excluded): this
 VM has slow spells (the same epoch takes 25 s or 40 s), and the fastest epoch is the one
@@ -26,7 +27,6 @@ def main() -> None:
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--subset", type=int, default=5000)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--bf16", action="store_true", help="also time training.precision=mixed_bfloat16")
     args = parser.parse_args()
     load_keras()
     from harness import runner, train
@@ -34,15 +34,15 @@ def main() -> None:
 
     project = scratch_project()
     base = [*data_overrides(args.data, args.subset), f"training.epochs={args.epochs}", "training.early_stopping=null"]
+    f32 = "training.precision=float32"
     configs = [
-        ("numpy", ["training.pipeline=numpy", "training.jit_compile=false"]),
-        ("tf.data", ["training.pipeline=tf_data", "training.jit_compile=false"]),
-        ("numpy + XLA", ["training.pipeline=numpy", "training.jit_compile=true"]),
-        ("tf.data + XLA", ["training.pipeline=tf_data", "training.jit_compile=true"]),
+        ("numpy", ["training.pipeline=numpy", "training.jit_compile=false", f32]),
+        ("tf.data", ["training.pipeline=tf_data", "training.jit_compile=false", f32]),
+        ("numpy + XLA", ["training.pipeline=numpy", "training.jit_compile=true", f32]),
+        ("tf.data + XLA", ["training.pipeline=tf_data", "training.jit_compile=true", f32]),
+        ("tf.data bfloat16", ["training.pipeline=tf_data", "training.precision=mixed_bfloat16"]),
         ("harness default", []),
     ]
-    if args.bf16:
-        configs.append(("tf.data bfloat16", ["training.pipeline=tf_data", "training.precision=mixed_bfloat16"]))
     rates = {}
     for label, extra in configs:
         planned = runner.plan(Registry(project), args.entry, [*base, *extra])
@@ -52,7 +52,11 @@ def main() -> None:
         rates[label] = len(planned.data.train) / min(steady)  # the fastest epoch: this VM has slow spells
         print(f"{label:18s} {rates[label]:8.0f} images/s  (epochs {', '.join(f'{s:.1f}' for s in result.epoch_seconds)} s)", flush=True)
         del model
+    default = runner.plan(Registry(project), args.entry, base)
+    settings = train.resolved_settings(default.spec, len(default.data.train))
     print(f"\nmachine: {machine()}")
+    print(f"harness default here: pipeline {default.spec.training.pipeline}, precision {settings['precision']}, "
+          f"jit_compile {settings['jit_compile']}")
     print(f"entry {args.entry}, CIFAR-10 folder subset {args.subset}, {args.epochs} epochs, fastest epoch after the first")
     for label, rate in rates.items():
         print(f"{label:18s} {rate:8.0f} images/s   x{rate / rates['numpy']:.2f} vs numpy")
