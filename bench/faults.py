@@ -40,7 +40,8 @@ def harness(project, *args, **kwargs):
 def start(project, *args):
     return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=project, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # each epoch line as printed
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},  # each epoch line as printed
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # Ctrl-C-able when run in the background
 
 
 def until(process, marker):

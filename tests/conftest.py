@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -53,6 +54,12 @@ def run_cli(args, cwd, env=None, timeout=600, **kwargs) -> subprocess.CompletedP
         timeout=timeout,
         **kwargs,
     )
+
+
+def interruptible() -> None:
+    """preexec_fn for a child a test will Ctrl-C: a shell that runs the suite in the background
+    (job control off) starts it with SIGINT ignored, and Python keeps an inherited SIG_IGN."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def write_entry(project: Path, name: str, text: str) -> Path:

@@ -13,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 from harness.tracking import default_tracking_uri
-from tests.conftest import run_cli, write_entry
+from tests.conftest import interruptible, run_cli, write_entry
 
 
 def assert_one_line_error(result, *fragments):
@@ -110,7 +110,7 @@ def test_ctrl_c_ends_the_run_killed_with_status_130(project):
     process = subprocess.Popen(
         [sys.executable, "-m", "harness", "run-ablation", "extra_blocks", "--epochs", "50"],
         cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=interruptible,
     )
     deadline = time.time() + 120
     for line in process.stdout:

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from harness import tune as tuning
 from harness.tracking import default_tracking_uri
-from tests.conftest import run_cli, write_entry
+from tests.conftest import interruptible, run_cli, write_entry
 
 SLOW = """\
 extends: baseline
@@ -32,6 +32,7 @@ def start(project, *args):
         [sys.executable, "-m", "harness", *args], cwd=project, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},  # see each epoch line as it is printed
+        preexec_fn=interruptible,
     )
 
 
