@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import DEFAULT_DATA, data_overrides, machine, scratch_project  # noqa: E402
+from bench.common import DEFAULT_DATA, data_label, data_overrides, machine, scratch_project  # noqa: E402
 from harness.quiet import load_keras  # noqa: E402
 
 
@@ -50,14 +50,15 @@ def main() -> None:
         result = train.fit(planned.spec, planned.data, model, verbose=0)
         steady = result.epoch_seconds[1:] or result.epoch_seconds
         rates[label] = len(planned.data.train) / min(steady)  # the fastest epoch: this VM has slow spells
+        if not extra:
+            default = (planned.spec.training.pipeline, train.resolved_settings(planned.spec, len(planned.data.train)))
         print(f"{label:18s} {rates[label]:8.0f} images/s  (epochs {', '.join(f'{s:.1f}' for s in result.epoch_seconds)} s)", flush=True)
         del model
-    default = runner.plan(Registry(project), args.entry, base)
-    settings = train.resolved_settings(default.spec, len(default.data.train))
+    pipeline, settings = default
     print(f"\nmachine: {machine()}")
-    print(f"harness default here: pipeline {default.spec.training.pipeline}, precision {settings['precision']}, "
+    print(f"harness default here: pipeline {pipeline}, precision {settings['precision']}, "
           f"jit_compile {settings['jit_compile']}")
-    print(f"entry {args.entry}, CIFAR-10 folder subset {args.subset}, {args.epochs} epochs, fastest epoch after the first")
+    print(f"entry {args.entry}, {data_label(args.data, args.subset, planned.data)}, {args.epochs} epochs, fastest epoch after the first")
     for label, rate in rates.items():
         print(f"{label:18s} {rate:8.0f} images/s   x{rate / rates['numpy']:.2f} vs numpy")
 

@@ -6,6 +6,7 @@ Tracking, pruning and resuming come in as Keras callbacks passed to `fit`, which
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -101,8 +102,9 @@ def device_kind() -> str:
     return "cpu"
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none), read once."""
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:

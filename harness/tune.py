@@ -86,14 +86,10 @@ class PruningCallback(KerasPruningCallback):
 # --------------------------------------------------------------------------- storage
 
 
-def default_storage_path(root: Path) -> Path:
-    return journal_path(root)
-
-
 def open_storage(root: Path, url: Optional[str]) -> tuple[Any, str]:
     """(storage, its description): the journal file by default, else an RDB URL."""
     if not url:
-        path = default_storage_path(root)
+        path = journal_path(root)
         path.parent.mkdir(parents=True, exist_ok=True)
         # An open()-based lock: symlink locks misbehave on some network filesystems.
         backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))

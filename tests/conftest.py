@@ -18,18 +18,19 @@ ENTRIES = sorted(p.stem for p in (REPO / "ablations").glob("*.yaml"))
 
 # One epoch on a few hundred digits: enough to exercise every part, fast on 2 cores.
 TINY = ["data.subset=240", "training.epochs=1"]
+OUTSIDE_ENV = ("MLFLOW_TRACKING_URI", "HARNESS_ROOT", "MLFLOW_REGISTRY_URI")  # would point runs elsewhere
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_tracking_uri_from_outside():
     """Module-scoped fixtures run before the per-test clean-up below: start clean."""
-    for name in ("MLFLOW_TRACKING_URI", "HARNESS_ROOT", "MLFLOW_REGISTRY_URI"):
+    for name in OUTSIDE_ENV:
         os.environ.pop(name, None)
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path_factory):
-    for name in ("MLFLOW_TRACKING_URI", "HARNESS_ROOT", "MLFLOW_REGISTRY_URI"):
+    for name in OUTSIDE_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 

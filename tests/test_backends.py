@@ -84,6 +84,7 @@ def test_auto_precision_follows_the_device():
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_keeps_the_output_layer_in_float32(precision):
+    import keras
     import numpy as np
 
     from harness import data, train
@@ -99,4 +100,4 @@ def test_mixed_precision_keeps_the_output_layer_in_float32(precision):
         assert type(model.layers[-1]).__name__ == "Activation" and model.layers[-1].dtype_policy.compute_dtype == "float32"
         assert model.predict(dataset.val.x[:8], verbose=0).dtype == np.float32
     finally:
-        train.prepare(Registry(REPO).resolve("baseline", ["training.precision=float32"]).spec)  # global policy back
+        keras.mixed_precision.set_global_policy("float32")  # the global policy back for later tests
