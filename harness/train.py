@@ -116,13 +116,14 @@ def cpu_flags() -> frozenset[str]:
 
 
 def auto_precision(device: str, backend: str, flags: frozenset[str]) -> str:
-    """What training.precision "auto" means on a device. Measured (bench/throughput.py, the
-    final entry): a CPU without bfloat16 matrix units ran mixed_bfloat16 at half the float32
-    speed; one with AMX-BF16 under TensorFlow's oneDNN ran it 1.2-2x faster."""
+    """What training.precision "auto" means on a device: mixed_float16 on a GPU, float32 on a
+    CPU. Measured (bench/throughput.py, the final entry): mixed_bfloat16 ran at half the
+    float32 speed on a CPU without bfloat16 units, but 1.5x faster on one with AMX-BF16 under
+    TensorFlow; it is not the default there because Ctrl-C during a bfloat16 step aborted the
+    process (glibc heap corruption) in 1 of 8 tries, against 0 of 10 in float32. Opt in with
+    training.precision: mixed_bfloat16; `flags` says whether it would pay."""
     if device == "gpu":
         return "mixed_float16"
-    if backend == "tensorflow" and "amx_bf16" in flags:
-        return "mixed_bfloat16"
     return "float32"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from harness import runner, train
+from harness import runner
 from harness.ablation import Registry
 from harness.errors import RunFailed
 from harness.tracking import default_tracking_uri
@@ -48,8 +48,7 @@ def test_run_is_finished_with_tags_params_and_metrics(focal_run):
     assert tags["harness.spec_fingerprint"] == resolved.fingerprint()
     assert len(tags["harness.dataset_fingerprint"]) == 16
     assert tags["harness.git_commit"]
-    amx = "amx_bf16" in train.cpu_flags()  # this machine's CPU decides what "auto" is
-    assert tags["harness.resolved.precision"] == ("mixed_bfloat16" if amx else "float32")
+    assert tags["harness.resolved.precision"] == "float32"
     assert run.data.params == {k: str(v) if v is not None else "None" for k, v in resolved.flat().items()}
     assert run.data.params["loss.name"] == "focal"
     metrics = run.data.metrics
