@@ -18,7 +18,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ValidationError
 
@@ -26,7 +26,7 @@ from .errors import HarnessError
 from .spec import META_KEYS, SECTIONS, ReportClaims, Spec
 from .yamlio import load_yaml_file, parse_yaml
 
-NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
+NAME_PATTERN = re.compile(r"[a-z0-9_]{1,64}")  # fullmatch only: a file name, never a path
 DEFAULT = "default"
 OVERRIDE = "--set"
 
@@ -127,11 +127,12 @@ class Registry:
         self._entries: dict[str, Entry] = {}
 
     def names(self) -> list[str]:
-        return sorted(p.stem for p in self.folder.glob("*.yaml") if NAME_PATTERN.match(p.stem))
+        return sorted(p.stem for p in self.folder.glob("*.yaml") if NAME_PATTERN.fullmatch(p.stem))
 
     def path_of(self, name: str) -> Path:
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            raise HarnessError(f"bad entry name {name!r}: use lower-case letters, digits and _")
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            shown = name if not isinstance(name, str) or len(name) <= 70 else name[:67] + "..."
+            raise HarnessError(f"bad entry name {shown!r}: use 1-64 lower-case letters, digits and _")
         return self.folder / f"{name}.yaml"
 
     def entry(self, name: str, needed_by: Optional[str] = None) -> Entry:
@@ -197,12 +198,19 @@ class Registry:
             overrides=tuple(overrides),
         )
 
-    def children(self) -> dict[Optional[str], list[str]]:
-        """parent -> child names, for the lineage tree (unreadable entries are skipped)."""
+    def children(self, warn: Optional[Callable[[str], None]] = None) -> dict[Optional[str], list[str]]:
+        """parent -> child names, for the lineage tree. An entry that cannot be read or
+        resolved is left out, with a warning through `warn` (else it raises)."""
         tree: dict[Optional[str], list[str]] = {}
         for name in self.names():
-            parent = self.entry(name).parent
-            tree.setdefault(parent, []).append(name)
+            try:
+                self.chain(name)
+            except HarnessError as exc:
+                if warn is None:
+                    raise
+                warn(f"skipped {exc}")
+                continue
+            tree.setdefault(self.entry(name).parent, []).append(name)
         return tree
 
     def history(self, name: str) -> list[str]:
@@ -222,7 +230,7 @@ def _entry_from_raw(name: str, path: Path, where: str, raw: dict) -> Entry:
             raise HarnessError(f"{where}: {key}: expected a mapping, got {_show(value)}")
         config[key] = value or {}
     parent = raw.get("extends")
-    if parent is not None and (not isinstance(parent, str) or not NAME_PATTERN.match(parent)):
+    if parent is not None and (not isinstance(parent, str) or not NAME_PATTERN.fullmatch(parent)):
         raise HarnessError(f"{where}: extends: expected an entry name, got {_show(parent)}")
     if parent == name:
         raise HarnessError(f"{where}: extends: cycle {name} -> {name}")

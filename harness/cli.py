@@ -10,14 +10,19 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from .errors import HarnessError, Terminated
+from .errors import HarnessError
+from .interrupts import GUARD
 from .quiet import load_keras
+
+try:  # typer 0.29 raises its own copy of click's exceptions
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # older typer: click's own
+    from click.exceptions import ClickException, NoArgsIsHelpError
 
 app = typer.Typer(
     help="Ablation studies of Keras CNN image classifiers, tracked in MLflow, tuned with Optuna.",
@@ -51,9 +56,11 @@ def _registry():
 
 
 def _overrides(sets: Optional[List[str]], dataset: Optional[str] = None, epochs: Optional[int] = None) -> list[str]:
+    from .yamlio import yaml_scalar
+
     overrides = list(sets or [])
-    if dataset is not None:
-        overrides.insert(0, f"data.source={dataset}")
+    if dataset is not None:  # taken literally: `folder:/x/a #2` is a path, not a YAML comment
+        overrides.insert(0, f"data.source={yaml_scalar(dataset)}")
     if epochs is not None:
         overrides.insert(0, f"training.epochs={epochs}")
     return overrides
@@ -85,7 +92,7 @@ def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
 def list_entries() -> None:
     """The entries as a lineage tree, with their descriptions."""
     registry = _registry()
-    children = registry.children()
+    children = registry.children(warn=lambda message: err.print(f"warning: {message}", markup=False))
     tree = Tree(f"ablations/ ({len(registry.names())} entries)")
 
     def add(node, name):
@@ -205,6 +212,8 @@ def compare(
     if names and chain:
         raise HarnessError("give entry names or --chain NAME, not both")
     root = _root()
+    if out_file is not None and not out_file.parent.is_dir():
+        raise HarnessError(f"--out {out_file}: folder {out_file.parent} does not exist")
     table, _ = comparing.compare_table(root, names, chain, dataset, subset, metric, tracking_uri)
     if table.empty:
         raise HarnessError(f"no finished runs of these entries on {dataset!r}")
@@ -413,9 +422,9 @@ def ui(
 
 
 def _exit_now(message: str, code: int) -> None:
-    """Exit without interpreter finalisation: after a signal lands mid-training, TensorFlow's
-    threads are still running, and tearing the interpreter down under them can abort the
-    process ("corrupted double-linked list"). The run is already marked KILLED by then."""
+    """Exit without interpreter finalisation: after a signal, TensorFlow's threads may still
+    be winding down, and tearing the interpreter down under them has aborted the process.
+    The open run is already ended KILLED by then."""
     import os
 
     err.print(message, markup=False)
@@ -425,20 +434,36 @@ def _exit_now(message: str, code: int) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """Run the CLI: HarnessError -> one line and exit 2; Ctrl-C -> exit 130."""
+    """Run the CLI: bad input -> one line and exit 2; a failed run -> one line and exit 1;
+    Ctrl-C -> exit 130, SIGTERM -> 143, the run ended KILLED."""
+    import os
+
+    GUARD.install()
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="harness", standalone_mode=False)
     except HarnessError as exc:
         err.print(f"error: {exc}", markup=False)
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        _exit_now("interrupted", 130)
-    except Terminated:
-        _exit_now("terminated", 143)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
+    except NoArgsIsHelpError as exc:
+        out.print(exc.format_message(), markup=False)
+        code = 2
+    except ClickException as exc:
+        verb = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "harness"
+        err.print(f"error: {' '.join(exc.format_message().split())} (see {verb} --help)", markup=False)
+        code = 2
+    except KeyboardInterrupt:  # typer hands Ctrl-C back as exit 130; this is one raised outside it
+        code = 130
+    except BrokenPipeError:  # `harness compare | head`
+        os._exit(0)
+    except Exception as exc:  # noqa: BLE001 - a defect or an environment failure: still one line
+        if os.environ.get("HARNESS_DEBUG"):
+            raise
+        from .tracking import describe
+
+        err.print(f"error: {describe(exc)} (HARNESS_DEBUG=1 shows the traceback)", markup=False)
+        code = 1
+    if GUARD.requested or code == 130:
+        signum = GUARD.signum
+        _exit_now("terminated" if signum == 15 else "interrupted", 143 if signum == 15 else 130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -7,6 +7,7 @@ The evidence for an entry on a dataset is its latest FINISHED run of kind `run` 
 from __future__ import annotations
 
 import math
+import sys
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,14 +107,16 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
     return None if math.isnan(p) else p
 
 
-def history_order(registry: Registry, names: Optional[Sequence[str]], chain: Optional[str]) -> list[str]:
+def history_order(registry: Registry, names: Optional[Sequence[str]], chain: Optional[str], warn=None) -> list[str]:
+    """The entries to show, in history order: a chain, the given names, or every readable
+    entry depth-first from the roots (unreadable ones skipped with a warning)."""
     if chain:
         return registry.history(chain)
     if names:
         for name in names:
             registry.entry(name)
         return list(names)
-    tree = registry.children()
+    tree = registry.children(warn=warn or _warn_stderr)
     ordered: list[str] = []
 
     def walk(name):
@@ -124,6 +127,10 @@ def history_order(registry: Registry, names: Optional[Sequence[str]], chain: Opt
     for root_name in tree.get(None, []):
         walk(root_name)
     return ordered
+
+
+def _warn_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def compare_table(

@@ -27,6 +27,7 @@ CIFAR10_NAMES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", 
 TEST_FRACTION = 0.2  # held-out share for sources that ship no test split (digits, folders)
 TEST_SEED = 20240501  # fixed: the test split must never move with a spec's seeds
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+MAX_PIXELS = 4096 * 4096  # per image: a CNN harness has no use for larger, a bomb is much larger
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def _folder(root: Path) -> tuple[Split, Split, list[str]]:
     if not cached.is_dir():
         pool = _decode(files["train"], root)
         if files["test"]:
-            test = _decode(files["test"], root)
+            test = _decode(files["test"], root, shape=pool.x.shape[1:])
         else:
             x_pool, x_test, y_pool, y_test = _stratified_split(pool.x, pool.y, TEST_FRACTION, TEST_SEED, f"folder:{root}")
             pool, test = Split(x_pool, y_pool), Split(x_test, y_test)
@@ -203,7 +204,10 @@ def _image_files(folder: Path, class_names: list[str]) -> list[tuple[str, int, i
             with os.scandir(class_dir) as entries:
                 images = sorted((e for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES)), key=lambda e: e.name)
             for entry in images:
-                stat = entry.stat()
+                try:
+                    stat = entry.stat()  # follows symlinks: a dangling or looping one fails here
+                except OSError as exc:
+                    raise HarnessError(f"folder:{folder.parent}: cannot read {entry.path}: {exc.strerror or exc}") from None
                 found.append((entry.path, label, stat.st_size, stat.st_mtime_ns))
     return found
 
@@ -219,21 +223,33 @@ def _content_key(files: dict[str, list[tuple[str, int, int, int]]]) -> str:
     return hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
 
 
-def _decode(items: list[tuple[str, int, int, int]], root: Path) -> Split:
+def _decode(items: list[tuple[str, int, int, int]], root: Path, shape: Optional[tuple] = None) -> Split:
+    """Decode every image to uint8 RGB; all must have one size (`shape`, when given: the
+    training images' size, for the test split)."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     images = []
-    shape = None
     for path, *_ in items:
         try:
-            with Image.open(path) as image:
-                array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-        except (OSError, UnidentifiedImageError) as exc:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    if image.width * image.height > MAX_PIXELS:
+                        raise HarnessError(
+                            f"folder:{root}: {path} is {image.width}x{image.height} pixels, more than an "
+                            f"image of this harness may have ({MAX_PIXELS:,}); a decompression bomb?"
+                        )
+                    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise HarnessError(f"folder:{root}: {path} refused: {exc}") from None
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
             raise HarnessError(f"folder:{root}: cannot decode {path}: {exc}") from None
         if shape is None:
             shape = array.shape
         elif array.shape != shape:
-            raise HarnessError(f"folder:{root}: {path} is {array.shape[:2]}, others are {shape[:2]}")
+            raise HarnessError(f"folder:{root}: {path} is {array.shape[1]}x{array.shape[0]}, the training images are {shape[1]}x{shape[0]}")
         images.append(array)
     y = np.array([label for _, label, *_ in items], dtype=np.int64)
     return Split(np.stack(images), y)  # uint8: the cache stays 4x smaller than float32
@@ -246,25 +262,42 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[labels]
 
 
-def pipeline(
-    split: Split,
-    num_classes: int,
-    batch_size: int,
-    kind: str,
-    shuffle: bool,
-    seed: int,
-):
-    """The batches `fit` consumes: a tf.data pipeline (cache, shuffle, batch, prefetch), or,
-    for kind="numpy" or where TensorFlow is absent, the arrays themselves."""
+def epoch_order(size: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the training images in epoch `epoch` (0-based): a function of the seed
+    and the epoch alone, so a run resumed at epoch E sees the batches the uninterrupted run
+    would have seen, whichever pipeline feeds them."""
+    return np.random.default_rng([seed, epoch]).permutation(size).astype(np.int32)
+
+
+def training_batches(split: Split, num_classes: int, batch_size: int, kind: str, seed: int, first_epoch: int, epochs: int):
+    """(batches, steps per epoch) for epochs first_epoch..epochs-1, each shuffled by
+    epoch_order. tf.data (index batches gathered from the arrays, prefetched) where
+    TensorFlow is installed and kind is tf_data; else a Keras PyDataset over the arrays."""
+    steps = max(1, -(-len(split) // batch_size))
+    labels = one_hot(split.y, num_classes)
+    if kind == "numpy" or not _have_tensorflow():
+        from .batches import EpochBatches
+
+        return EpochBatches(split.x, labels, batch_size, seed, first_epoch), steps
+    import tensorflow as tf
+
+    orders = np.stack([epoch_order(len(split), seed, e) for e in range(first_epoch, max(epochs, first_epoch + 1))])
+    x, y = tf.convert_to_tensor(split.x), tf.convert_to_tensor(labels)
+    indices = tf.data.Dataset.from_tensor_slices(orders).flat_map(
+        lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+    )
+    batches = indices.map(lambda i: (tf.gather(x, i), tf.gather(y, i)), num_parallel_calls=tf.data.AUTOTUNE)
+    return batches.prefetch(tf.data.AUTOTUNE), steps
+
+
+def evaluation_batches(split: Split, num_classes: int, batch_size: int, kind: str):
+    """Validation or test data in order: a batched tf.data stream, or the arrays."""
     x, y = split.x, one_hot(split.y, num_classes)
     if kind == "numpy" or not _have_tensorflow():
         return x, y
     import tensorflow as tf
 
-    data = tf.data.Dataset.from_tensor_slices((x, y)).cache()
-    if shuffle:
-        data = data.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
-    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _have_tensorflow() -> bool:

@@ -1,4 +1,4 @@
-"""The one error type a user sees: a single line, exit status 2, no traceback."""
+"""The errors a user sees: one line, an exit status, no traceback."""
 
 
 class HarnessError(Exception):
@@ -10,15 +10,21 @@ class HarnessError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
-class RunFailed(HarnessError):
-    """A run that started and ended FAILED (e.g. its loss became NaN): exit status 1."""
+class RunEnded(HarnessError):
+    """Ends the open run with `mlflow_status` and `reason` (tracking.Store.run reads both),
+    and the command with `exit_code`. `mlflow_tags` are logged on the run first."""
 
     exit_code = 1
 
-    def __init__(self, reason: str, run_id: str = ""):
-        super().__init__(f"{reason} (run {run_id} FAILED)" if run_id else reason)
+    def __init__(self, reason: str, status: str = "FAILED", run_id: str = "", tags: dict | None = None):
         self.reason = " ".join(str(reason).split())
+        super().__init__(f"{self.reason} (run {run_id} {status})" if run_id else self.reason)
+        self.mlflow_status = status
+        self.mlflow_tags = tags or {}
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so a run ends KILLED as on Ctrl-C."""
+class RunFailed(RunEnded):
+    """A run that started and ended FAILED (e.g. its loss became NaN): exit status 1."""
+
+    def __init__(self, reason: str, run_id: str = ""):
+        super().__init__(reason, "FAILED", run_id)

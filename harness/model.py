@@ -11,6 +11,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from . import geometry
 from .data import keras_home
 from .errors import HarnessError
 from .spec import ModelSpec
@@ -34,7 +35,9 @@ class CaffePreprocess(layers.Layer):
 
 
 def build_model(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int, seed: int = 0) -> keras.Model:
-    """The Keras model an entry describes; the last layer computes in float32."""
+    """The Keras model an entry describes; the last layer computes in float32. A spec whose
+    layers do not fit the images raises geometry.CannotBuild."""
+    geometry.check(spec, input_shape)
     inputs = keras.Input(shape=input_shape, name="image")
     x = _augment(inputs, spec, seed)
     if spec.arch == "cnn":
@@ -68,11 +71,6 @@ def _conv_blocks(x, spec: ModelSpec):
                 x = layers.BatchNormalization(momentum=spec.bn_momentum, name=f"block{b}_bn{c}")(x)
             x = layers.Activation(spec.activation, name=f"block{b}_{spec.activation}{c}")(x)
         if block.pool:
-            if min(x.shape[1], x.shape[2]) < 2:
-                raise HarnessError(
-                    f"model.blocks.{b - 1}: feature map is {x.shape[1]}x{x.shape[2]}, too small to "
-                    f"pool; use padding same, fewer blocks or a larger model.input_size"
-                )
             x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
         if block.dropout:
             x = layers.Dropout(block.dropout, name=f"block{b}_dropout")(x)

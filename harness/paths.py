@@ -1,10 +1,54 @@
-"""Where the project's local stores live: light enough for the fast commands to import."""
+"""Every path of a project: the store, artifacts, backups, reports, studies and locks.
+Light enough for the fast commands to import."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 
+def mlruns(root: Path) -> Path:
+    """The local store's folder (its contents are git-ignored)."""
+    return Path(root) / "mlruns"
+
+
+def store_db(root: Path) -> Path:
+    return mlruns(root) / "mlflow.db"
+
+
+def store_lock(root: Path) -> Path:
+    """Taken while the SQLite store is opened (and, the first time, created)."""
+    return mlruns(root) / ".store.lock"
+
+
+def experiment_artifacts(root: Path, experiment: str) -> Path:
+    """Artifacts of one experiment (dataset) in the local store."""
+    return mlruns(root) / "artifacts" / slug(experiment, 80)
+
+
+def backup_dir(root: Path, run_id: str) -> Path:
+    """A run's training-state backup, removed when the run finishes."""
+    return mlruns(root) / "backups" / run_id
+
+
+def run_lock(root: Path, identity: str) -> Path:
+    """Taken while one spec trains on one dataset, so two identical commands train once."""
+    return mlruns(root) / "locks" / f"{slug(identity, 100)}.lock"
+
+
+def reports(root: Path) -> Path:
+    return mlruns(root) / "reports"
+
+
+def optuna_folder(root: Path) -> Path:
+    return mlruns(root) / "optuna"
+
+
 def journal_path(root: Path) -> Path:
     """The default Optuna storage: a journal file under mlruns/optuna/."""
-    return Path(root) / "mlruns" / "optuna" / "journal.log"
+    return optuna_folder(root) / "journal.log"
+
+
+def slug(text: str, limit: int = 80) -> str:
+    """Text as a safe file or metric name: letters, digits, '-', '_' and '.' kept, the rest '_'."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text))
+    return cleaned[:limit] or "default"

@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from . import data as data_module
+from . import geometry, paths
 from .ablation import Diff, Registry, Resolved, diff_against_parent
 from .errors import HarnessError, RunFailed
-from .tracking import TAG, EpochLogger, Store, experiment_name
+from .interrupts import GUARD
+from .locks import exclusive
+from .tracking import TAG, Store, experiment_name
 from .yamlio import dump_yaml
 
 Echo = Callable[[str], None]
@@ -51,12 +54,34 @@ class Planned:
 
 
 def plan(registry: Registry, name: str, overrides: Sequence[str] = ()) -> Planned:
-    """Resolve, diff and load the data of an entry. Raises HarnessError on bad input."""
+    """Resolve, diff and load the data of an entry, and check that the model fits the images
+    and the class weights name real classes. Raises HarnessError on bad input."""
     resolved = registry.resolve(name, list(overrides))
     diff = diff_against_parent(registry, resolved)
     d = resolved.spec.data
     dataset = data_module.load(d.source, d.val_fraction, d.subset, d.seed)
+    GUARD.check()
+    preflight(resolved, dataset)
     return Planned(resolved, diff, dataset)
+
+
+def preflight(resolved: Resolved, dataset: data_module.Dataset) -> None:
+    """What can only be checked with the data in hand, checked before the store is opened."""
+    geometry.check(resolved.spec.model, dataset.input_shape)
+    boost = resolved.spec.training.class_weight.boost if resolved.spec.training.class_weight else {}
+    for key in boost:
+        if not _is_class(key, dataset.class_names):
+            where = resolved.source_of("training.class_weight.boost")
+            raise HarnessError(
+                f"{where}: training.class_weight.boost: no class {key!r} in {dataset.source} "
+                f"(classes: {', '.join(dataset.class_names)})"
+            )
+
+
+def _is_class(key, class_names: list[str]) -> bool:
+    if isinstance(key, int) or (isinstance(key, str) and key.isdigit() and key not in class_names):
+        return 0 <= int(key) < len(class_names)
+    return key in class_names
 
 
 def run_tags(planned: Planned, kind: str, root: Path) -> dict[str, str]:
@@ -79,12 +104,13 @@ def run_tags(planned: Planned, kind: str, root: Path) -> dict[str, str]:
 
 def git_commit(root: Path) -> str:
     """HEAD of the project, with -dirty when ablations/ or harness/ have local changes."""
+    git = ["git", "-c", "core.fsmonitor=", "-c", "core.hooksPath=/dev/null"]  # run no repository hook
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        head = subprocess.run([*git, "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         if head.returncode != 0:
             return "unknown"
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "ablations", "harness"], cwd=root, capture_output=True, text=True, timeout=5
+            [*git, "status", "--porcelain", "--", "ablations", "harness"], cwd=root, capture_output=True, text=True, timeout=5
         )
         return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
@@ -110,8 +136,7 @@ def run_ablation(
     planned = plan(registry, name, overrides)
     if seeds:
         return _run_group(root, registry, planned, list(seeds), force, tracking_uri, echo, verbose, variant)
-    store = Store(root, tracking_uri)
-    _announce_reaped(store, echo)
+    store = open_for_writing(root, tracking_uri, echo)
     experiment_id = store.experiment_id(_experiment(planned))
     return _run_one(root, store, experiment_id, planned, "ablation" if variant else "run", None, force, echo, verbose, variant)
 
@@ -120,9 +145,12 @@ def _experiment(planned: Planned) -> str:
     return experiment_name(planned.data.source, planned.spec.data.subset)
 
 
-def _announce_reaped(store: Store, echo: Echo) -> None:
-    for run_id in store.reaped:
+def open_for_writing(root: Path, tracking_uri: Optional[str], echo: Echo) -> Store:
+    """The store for a command that writes runs, with the runs of dead processes ended first."""
+    store = Store(root, tracking_uri)
+    for run_id in store.reap_orphans():
         echo(f"marked run {run_id} FAILED: its process died while it was RUNNING")
+    return store
 
 
 def _run_one(
@@ -142,20 +170,39 @@ def _run_one(
         f"{TAG}spec_fingerprint": r.fingerprint(),
         f"{TAG}dataset_fingerprint": planned.data.fingerprint,
     }
-    if not force:
-        done = store.find_finished(experiment_id, identity)
-        if done is not None:
-            echo(
-                f"{r.name}: already done in run {done.info.run_id} "
-                f"(same spec {r.fingerprint()} and data {planned.data.fingerprint}); --force runs it again"
-            )
-            metrics = dict(done.data.metrics)
-            return Outcome(done.info.run_id, experiment_id, "FINISHED", skipped=True, metrics=metrics)
-    resume = None if force else _resumable(store, experiment_id, identity)
-    return tracked_fit(
-        root, store, experiment_id, planned, kind, parent_run_id, echo=echo, verbose=verbose, resume_run_id=resume,
-        extra_tags={f"{TAG}variant": variant} if variant else None, run_name=f"{r.name} {variant}" if variant else None,
-    )
+    lock = paths.run_lock(root, f"{r.fingerprint()}-{planned.data.fingerprint}")
+    waiting = lambda pid: echo(f"{r.name}: process {pid} is training the same spec on the same data; waiting for it")
+    with exclusive(lock, on_wait=waiting):
+        if not force:
+            done = _finished(store, experiment_id, identity, variant)
+            if done is not None:
+                echo(
+                    f"{r.name}: already done in run {done.info.run_id} "
+                    f"(same spec {r.fingerprint()} and data {planned.data.fingerprint}); --force runs it again"
+                )
+                metrics = dict(done.data.metrics)
+                return Outcome(done.info.run_id, experiment_id, "FINISHED", skipped=True, metrics=metrics)
+        resume = None if force else _resumable(store, root, experiment_id, identity, variant)
+        return tracked_fit(
+            root, store, experiment_id, planned, kind, parent_run_id, echo=echo, verbose=verbose, resume_run_id=resume,
+            extra_tags={f"{TAG}variant": variant} if variant else None, run_name=f"{r.name} {variant}" if variant else None,
+        )
+
+
+def _finished(store: Store, experiment_id: str, identity: dict[str, str], variant: Optional[str]):
+    """The latest FINISHED plain run or seed child of this spec and data (a trial, or a run
+    of another variant, does not count: compare would not find it as this entry's)."""
+    clauses = ["attributes.status = 'FINISHED'", *(f"tags.`{k}` = '{v}'" for k, v in identity.items())]
+    runs = store.runs([experiment_id], " and ".join(clauses), max_results=50)
+    return next((run for run in runs if _same_cell(run, variant)), None)
+
+
+def _same_cell(run, variant: Optional[str]) -> bool:
+    """Whether `run` trained what a run-ablation (of `variant`, if any) would: a plain run
+    or a seed child, of the same variant."""
+    tags = run.data.tags
+    kinds = ("ablation", "seed") if variant else ("run", "seed")
+    return tags.get(f"{TAG}kind") in kinds and tags.get(f"{TAG}variant", "") == (variant or "")
 
 
 def tracked_fit(
@@ -173,23 +220,34 @@ def tracked_fit(
     extra_tags: Optional[dict[str, str]] = None,
     run_name: Optional[str] = None,
     full_artifacts: bool = True,
+    checkpoints: bool = True,
 ) -> Outcome:
-    """Build, then open a run (or reopen `resume_run_id`), fit with per-epoch logging and
-    backups, evaluate, log final metrics and artifacts, and end the run."""
-    import keras
-
-    from . import train
+    """Build, then open a run (or reopen `resume_run_id` with its whole training state),
+    fit with per-epoch logging and checkpoints, evaluate, log final metrics and artifacts,
+    and end the run."""
+    from . import checkpoint, train
+    from .epoch_logger import EpochLogger
     from .evaluate import evaluate
 
     r = planned.resolved
     model = train.build(planned.spec, planned.data)  # bad model settings fail before any run exists
+    identity = f"{r.fingerprint()}/{planned.data.fingerprint}"
+    resumed, epochs_done = None, 0
+    if resume_run_id is not None:
+        try:
+            resumed = checkpoint.load(paths.backup_dir(root, resume_run_id), identity)
+            epochs_done = checkpoint.restore(resumed, model)
+        except checkpoint.CheckpointError as exc:
+            echo(f"cannot resume run {resume_run_id}: {exc}; training from the start in a new run")
+            resumed, resume_run_id = None, None
     warning = train.batch_norm_warning(planned.spec, len(planned.data.train))
     if warning:
         echo(f"warning: {warning}")
+    GUARD.check()
     tags = {**run_tags(planned, kind, root), **(extra_tags or {})}
     with store.run(experiment_id, run_name or r.name, tags, parent_run_id, run_id=resume_run_id) as run:
         run_id = run.info.run_id
-        backup_dir = root / "mlruns" / "backups" / run_id
+        backup_dir = paths.backup_dir(root, run_id)
         if resume_run_id is None:
             settings = train.resolved_settings(planned.spec, len(planned.data.train))
             extra = {f"{TAG}backup": str(backup_dir), **{f"{TAG}resolved.{k}": v for k, v in settings.items()}}
@@ -201,36 +259,41 @@ def tracked_fit(
             f"{'resuming' if resume_run_id else 'training'} {r.name} [{' > '.join(r.chain[-3:])}] on "
             f"{planned.data.source}: {len(planned.data.train)} train / {len(planned.data.val)} val images, "
             f"up to {planned.spec.training.epochs} epochs -> MLflow run {run_id}"
-            + (f" (from epoch {logged_through + 1})" if resume_run_id else "")
+            + (f" (from epoch {epochs_done + 1})" if resume_run_id else "")
         )
-        callbacks = [
-            EpochLogger(store.client, run_id, skip_through=logged_through),
-            keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
-            *extra_callbacks,
-        ]
+        core = train.core_callbacks(planned.spec)
+        callbacks = [EpochLogger(store.client, run_id, skip_through=logged_through)]
+        if checkpoints:
+            callbacks.append(checkpoint.Checkpoint(backup_dir, identity, core, resumed))
+        callbacks.extend(extra_callbacks)
         try:
-            result = train.fit(planned.spec, planned.data, model, callbacks=callbacks, verbose=verbose)
+            result = train.fit(planned.spec, planned.data, model, callbacks, verbose=verbose,
+                               initial_epoch=epochs_done, core=core)
         except train.TrainingDiverged as exc:
             raise RunFailed(str(exc), run_id) from None
+        echo(f"{r.name}: evaluating {len(planned.data.val)} validation images, writing the model and artifacts")
         history = _full_history(store, run_id, result.history) if resume_run_id else result.history
         evaluation = evaluate(model, planned.data.val, planned.data.class_names)
+        GUARD.check()
         metrics = final_metrics(planned.spec, history, result, model.count_params())
         metrics.update(evaluation.metrics("val", final=True))
         store.log(run_id, metrics=metrics)
         _log_artifacts(store, run_id, planned, model, history, evaluation, full_artifacts)
-        shutil.rmtree(backup_dir, ignore_errors=True)
+        GUARD.check()
+    shutil.rmtree(backup_dir, ignore_errors=True)
     echo(_summary(r.name, run_id, metrics))
-    return Outcome(run_id, experiment_id, "FINISHED", resumed_from_epoch=logged_through, metrics=metrics)
+    return Outcome(run_id, experiment_id, "FINISHED", resumed_from_epoch=epochs_done, metrics=metrics)
 
 
-def _resumable(store: Store, experiment_id: str, identity: dict[str, str]) -> Optional[str]:
+def _resumable(store: Store, root: Path, experiment_id: str, identity: dict[str, str], variant: Optional[str]) -> Optional[str]:
     """The latest FAILED or KILLED run of this spec and data that left a backup, if any."""
+    from .checkpoint import has_state
+
     clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in identity.items())
     for run in store.runs([experiment_id], f"attributes.status != 'FINISHED' and {clauses}", max_results=20):
-        if run.info.status in ("FAILED", "KILLED"):
-            backup = run.data.tags.get(f"{TAG}backup")
-            if backup and Path(backup).is_dir() and any(Path(backup).iterdir()):
-                return run.info.run_id
+        ended = run.info.status in ("FAILED", "KILLED")
+        if ended and _same_cell(run, variant) and has_state(paths.backup_dir(root, run.info.run_id)):
+            return run.info.run_id
     return None
 
 
@@ -325,8 +388,7 @@ def _run_group(
         raise HarnessError(f"--seeds: repeated seed in {seeds}")
     r = planned.resolved
     per_seed = [plan(registry, r.name, [*r.overrides, f"training.seed={s}"]) for s in seeds]
-    store = Store(root, tracking_uri)
-    _announce_reaped(store, echo)
+    store = open_for_writing(root, tracking_uri, echo)
     experiment_id = store.experiment_id(_experiment(planned))
     tags = run_tags(planned, "ablation" if variant else "group", root)
     tags[f"{TAG}seeds"] = ",".join(str(s) for s in seeds)
@@ -344,6 +406,7 @@ def _run_group(
         store.log(group.info.run_id, params={k: v for k, v in r.flat().items() if k != "training.seed"})
         children = []
         for seed, seeded in zip(seeds, per_seed):
+            GUARD.check()
             echo(f"--- seed {seed}")
             children.append(
                 _run_one(root, store, experiment_id, seeded, "seed", group.info.run_id, True, echo, verbose, variant)

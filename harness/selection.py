@@ -126,7 +126,10 @@ def _test_and_register(root, store, experiment_id, name, evidence, source_run_id
             local = store.client.download_artifacts(source_run_id, "model.keras", str(folder))
         except Exception as exc:  # noqa: BLE001 - missing artifact or unreachable store
             raise HarnessError(f"run {source_run_id} of {name} has no model.keras artifact ({exc})") from None
-        model = keras.saving.load_model(local, safe_mode=True)
+        try:
+            model = keras.saving.load_model(local, safe_mode=True)
+        except Exception as exc:  # noqa: BLE001 - Keras refuses unsafe or damaged files with several types
+            raise HarnessError(f"run {source_run_id} of {name}: its model.keras cannot be loaded safely ({str(exc).splitlines()[0][:200]})") from None
         test, class_names = data_module.load_test(source)
         result = evaluate(model, test, class_names)
         table = per_class_table(result.report)

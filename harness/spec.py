@@ -1,7 +1,9 @@
 """The strict schema of a resolved ablation spec.
 
 Every default carries its reason. Unknown keys are rejected (``extra="forbid"``), so a typo
-in an entry is an error, not a silently ignored setting. This module imports no TensorFlow.
+in an entry is an error, not a silently ignored setting. Values are strict: no `yes` or
+`'3'` for a number, no number for a flag, no infinite or NaN floats. This module imports
+no TensorFlow.
 """
 
 from __future__ import annotations
@@ -14,14 +16,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 class Strict(BaseModel):
     """Base of every spec section: unknown keys are errors, values are checked on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
+
+
+SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit
+ACTIVATIONS = (  # keras.activations that take no arguments
+    "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish", "tanh", "sigmoid",
+    "hard_sigmoid", "hard_silu", "softplus", "softsign", "exponential", "linear",
+)
+MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")  # what fit logs each epoch
 
 
 class DataSpec(Strict):
     source: str = "digits"  # scikit-learn's bundled digits: needs no network (quick start)
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # 10% of the training pool, stratified
     subset: Optional[int] = Field(None, ge=20)  # images of the training pool to use; None = all
-    seed: int = 0  # the split's seed, independent of the training seed
+    seed: int = Field(0, ge=0, le=SEED_MAX)  # the split's seed, independent of the training seed
 
     @field_validator("source")
     @classmethod
@@ -37,15 +47,15 @@ class AugmentSpec(Strict):
 
 
 class BlockSpec(Strict):
-    filters: int = Field(ge=1)
-    convs: int = Field(2, ge=1)  # the report's blocks hold two convolutions each
-    kernel_size: int = Field(3, ge=1)  # the report uses 3x3 throughout
+    filters: int = Field(ge=1, le=4096)
+    convs: int = Field(2, ge=1, le=16)  # the report's blocks hold two convolutions each
+    kernel_size: int = Field(3, ge=1, le=31)  # the report uses 3x3 throughout
     pool: bool = True  # MaxPooling2D(2, 2) closes every block in the report
     dropout: Optional[float] = Field(None, ge=0.0, lt=1.0)  # after the pooling
 
 
 class DenseSpec(Strict):
-    units: int = Field(ge=1)
+    units: int = Field(ge=1, le=65536)
     l2: Optional[float] = Field(None, ge=0.0)  # kernel regularizer factor
     batch_norm: Optional[bool] = None  # None: follow model.batch_norm
     dropout: Optional[float] = Field(None, ge=0.0, lt=1.0)  # after the activation
@@ -53,18 +63,19 @@ class DenseSpec(Strict):
 
 class ModelSpec(Strict):
     arch: Literal["cnn", "resnet50", "vgg16", "squeezenet"] = "cnn"
-    input_size: Optional[int] = Field(None, ge=8)  # resize inputs to this side; None: as needed
+    input_size: Optional[int] = Field(None, ge=8, le=1024)  # resize inputs to this side; None: as needed
     augment: Optional[AugmentSpec] = None  # Keras preprocessing layers after the Input
     blocks: list[BlockSpec] = Field(
-        default_factory=lambda: [BlockSpec(filters=32, convs=2)]  # the lab model
+        default_factory=lambda: [BlockSpec(filters=32, convs=2)],  # the lab model
+        max_length=32,  # far beyond any image's halvings; keeps a hostile list from taking minutes
     )
     padding: Literal["valid", "same"] = "valid"  # Keras's default, as the lab model
     batch_norm: bool = False  # before the activation when on (report section 1)
     # "auto": Keras's 0.99 (as the report) when an epoch has >= 50 steps, else 0.9, since
     # 0.99 averages lag for ~500 steps and hold short runs at chance (DESIGN.md, pitfalls).
     bn_momentum: Union[Literal["auto"], Annotated[float, Field(gt=0.0, lt=1.0)]] = "auto"
-    activation: str = "relu"
-    dense: list[DenseSpec] = Field(default_factory=list)  # hidden layers after Flatten
+    activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
+    dense: list[DenseSpec] = Field(default_factory=list, max_length=32)  # hidden layers after Flatten
     classifier_dropout: Optional[float] = Field(None, ge=0.0, lt=1.0)  # before the output layer
     pretrained: Optional[str] = None  # None: from scratch; "imagenet"; or a weights file path
     trainable: str = "all"  # all | none | top:N (layers of the backbone left trainable)
@@ -94,7 +105,7 @@ class LossSpec(Strict):
 
 
 class EarlyStoppingSpec(Strict):
-    monitor: str = "val_accuracy"
+    monitor: Literal[MONITORS] = "val_accuracy"  # type: ignore[valid-type]
     patience: int = Field(5, ge=0)  # the report's value
     mode: Literal["min", "max", "auto"] = "max"
     min_delta: float = Field(0.0, ge=0.0)
@@ -103,27 +114,31 @@ class EarlyStoppingSpec(Strict):
 
 class LRScheduleSpec(Strict):
     name: Literal["reduce_on_plateau"] = "reduce_on_plateau"
-    monitor: str = "val_loss"  # Keras's default for ReduceLROnPlateau
+    monitor: Literal[MONITORS] = "val_loss"  # type: ignore[valid-type]  # Keras's default
     factor: float = Field(0.5, gt=0.0, lt=1.0)
     patience: int = Field(3, ge=0)
     min_lr: float = Field(1e-6, ge=0.0)
+    min_delta: float = Field(1e-4, ge=0.0)  # Keras's default: smaller changes are no improvement
 
 
 class ClassWeightSpec(Strict):
     mode: Literal["balanced"] = "balanced"  # scikit-learn's compute_class_weight
-    boost: dict[Union[int, str], float] = Field(default_factory=dict)  # class -> multiplier
+    boost: dict[Union[int, str], Annotated[float, Field(gt=0.0)]] = Field(default_factory=dict)  # class -> multiplier
 
 
 class TrainingSpec(Strict):
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(512, ge=1)  # the report's starting batch size
-    seed: int = 0
+    epochs: int = Field(20, ge=1, le=100_000)
+    batch_size: int = Field(512, ge=1, le=1_000_000)  # the report's starting batch size
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     early_stopping: Optional[EarlyStoppingSpec] = None
     lr_schedule: Optional[LRScheduleSpec] = None
     class_weight: Optional[ClassWeightSpec] = None
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"  # per device
     jit_compile: Union[bool, Literal["auto"]] = "auto"  # per device
     pipeline: Literal["tf_data", "numpy"] = "tf_data"  # bench/throughput.py measured it faster
+    # Deterministic kernels: a resumed run then logs exactly what an uninterrupted one would.
+    # Off by default: TensorFlow's deterministic ops can be slower, and runs differ by seed anyway.
+    deterministic: bool = False
 
 
 class Spec(Strict):
@@ -158,4 +173,4 @@ class ReportClaims(Strict):
     train_loss: Optional[float] = None
     val_loss: Optional[float] = None
     test_loss: Optional[float] = None
-    note: Optional[str] = None
+    note: Optional[str] = Field(None, max_length=2000)

@@ -1,8 +1,10 @@
-"""MLflow: the store, experiments per dataset, the run lifecycle and per-epoch logging.
+"""MLflow: the store, experiments per dataset, the run lifecycle and batched logging.
 
 A run never stays RUNNING: an exception ends it FAILED, Ctrl-C or SIGTERM KILLED, each with
-the reason in the `harness.reason` tag; a run whose process was killed outright (kill -9) is
-marked FAILED by the next command that opens the store (`Store.reap_orphans`).
+the reason in the `harness.reason` tag; a second signal ends it KILLED from the signal
+guard before exiting; a run whose process was killed outright (kill -9) is marked FAILED by
+the next command that writes (`Store.reap_orphans`). Opening the store writes nothing.
+Imports no Keras, so the commands that only read stay fast.
 """
 
 from __future__ import annotations
@@ -10,22 +12,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-import keras
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from .errors import HarnessError, Terminated
+from . import paths
+from .errors import HarnessError
+from .interrupts import GUARD
 
 TAG = "harness."  # prefix of the harness's own tags, apart from MLflow's
 PARAMS_PER_CALL = 100  # MLflow's log_batch limit for params
 METRICS_PER_CALL = 1000  # and for metrics
+PROBE_SECONDS = 5  # a tracking server that does not answer /health within this is down
+SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 
 def default_tracking_uri(root: Path) -> str:
@@ -39,24 +45,37 @@ def experiment_name(source: str, subset: Optional[int]) -> str:
     return source if subset is None else f"{source} (subset {subset})"
 
 
-@contextlib.contextmanager
-def sigterm_as_exception() -> Iterator[None]:
-    def handler(signum, frame):
-        raise Terminated("terminated by SIGTERM")
+def check_uri(uri: str) -> None:
+    """A tracking URI the harness can use, else a one-line HarnessError: a known scheme, an
+    existing folder for SQLite, a server that answers within PROBE_SECONDS."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if scheme not in SCHEMES:
+        raise HarnessError(
+            f"tracking URI {uri!r}: use sqlite:///PATH, http(s)://HOST:PORT of an MLflow server, or postgresql://..."
+        )
+    if scheme == "sqlite":
+        path = sqlite_path(uri)
+        if path and not Path(path).parent.is_dir():
+            raise HarnessError(f"tracking URI {uri!r}: folder {Path(path).parent} does not exist")
+    if scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_SECONDS) as response:
+                response.read(64)
+        except urllib.error.HTTPError:
+            return  # it answers: not every server exposes /health
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise HarnessError(f"tracking URI {uri}: no MLflow server answers ({reason})") from None
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+
+def sqlite_path(uri: str) -> str:
+    return uri.split("sqlite:///", 1)[-1].split("?", 1)[0] if uri.startswith("sqlite:///") else ""
 
 
 class Store:
-    """The MLflow store of one project: local SQLite under mlruns/, or a tracking server."""
+    """The MLflow store of one project: local SQLite under mlruns/, or a tracking server.
+    Opening reads only; `reap_orphans` (called by the commands that write) ends the runs of
+    dead processes."""
 
     def __init__(self, root: Path, tracking_uri: Optional[str] = None):
         self.root = Path(root)
@@ -64,10 +83,22 @@ class Store:
         self.local = self.uri.startswith("sqlite:")
         for noisy in ("mlflow", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        if self.local and Path(sqlite_path(self.uri)) == (paths.store_db(self.root)).resolve():
+            paths.mlruns(self.root).mkdir(parents=True, exist_ok=True)  # the project's own store
+        check_uri(self.uri)
         # No mlflow.set_tracking_uri here: it also sets MLFLOW_TRACKING_URI, which would then
         # point every later Store of this process (another project) at this one.
-        self.client = self._open_local_store() if self.local else MlflowClient(self.uri)
-        self.reaped = self.reap_orphans()
+        try:
+            self.client = self._open_local_store() if self.local else self._open_client()
+        except HarnessError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - drivers, SQLite and HTTP fail in many ways
+            raise HarnessError(f"tracking store {_where(self.uri)}: cannot open ({_first_line(exc)})") from None
+
+    def _open_client(self) -> MlflowClient:
+        client = MlflowClient(self.uri)
+        client.search_experiments(max_results=1)
+        return client
 
     def _open_local_store(self) -> MlflowClient:
         """Open (and on first use create) the SQLite store: processes starting together take
@@ -75,15 +106,14 @@ class Store:
         already exists"."""
         import fcntl
 
-        folder = self.root / "mlruns"
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / ".store.lock", "w") as lock:
+        lock_path = paths.store_lock(self.root)
+        path = Path(sqlite_path(self.uri))
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                _enable_wal(self.uri)
-                client = MlflowClient(self.uri)
-                client.search_experiments(max_results=1)
-                return client
+                _enable_wal(path)
+                return self._open_client()
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -109,15 +139,12 @@ class Store:
         """The id of experiment `name`, created (artifacts under mlruns/artifacts) if needed."""
         found = self.client.get_experiment_by_name(name)
         if found is not None:
-            if found.lifecycle_stage == "deleted":
+            if found.lifecycle_stage == "deleted" and create:
                 self.client.restore_experiment(found.experiment_id)
             return found.experiment_id
         if not create:
             return None
-        location = None
-        if self.local:
-            folder = self.root / "mlruns" / "artifacts" / _safe_folder(name)
-            location = folder.resolve().as_uri()
+        location = paths.experiment_artifacts(self.root, name).resolve().as_uri() if self.local else None
         try:
             return self.client.create_experiment(name, artifact_location=location)
         except mlflow.exceptions.MlflowException:
@@ -145,20 +172,20 @@ class Store:
                 pid = int(run.data.tags.get(f"{TAG}pid", "0") or 0)
                 if pid and process_alive(pid):
                     continue
-                self.client.set_tag(run.info.run_id, f"{TAG}reason", f"process {pid} died without ending the run")
-                self.client.set_terminated(run.info.run_id, status="FAILED")
+                self._end(run.info.run_id, "FAILED", f"process {pid} died without ending the run")
                 reaped.append(run.info.run_id)
         return reaped
 
-    def find_finished(self, experiment_id: str, tags: dict[str, str]) -> Optional[Any]:
-        """The latest FINISHED run carrying all these tags, or None."""
+    def find_finished(self, experiment_id: str, tags: dict[str, str], kinds: tuple[str, ...] = ()) -> Optional[Any]:
+        """The latest FINISHED run carrying all these tags (and one of `kinds`), or None."""
         clauses = [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
         runs = self.client.search_runs(
             [experiment_id],
             filter_string=" and ".join(["attributes.status = 'FINISHED'", *clauses]),
             order_by=["attributes.start_time DESC"],
-            max_results=1,
+            max_results=50,
         )
+        runs = [r for r in runs if not kinds or r.data.tags.get(f"{TAG}kind") in kinds]
         return runs[0] if runs else None
 
     @contextlib.contextmanager
@@ -170,8 +197,9 @@ class Store:
         parent_run_id: Optional[str] = None,
         run_id: Optional[str] = None,
     ) -> Iterator[Any]:
-        """Create (or reopen, given run_id) a run and end it FINISHED, FAILED or KILLED (an
-        exception may name its status and reason as `mlflow_status` and `reason`)."""
+        """Create (or reopen, given run_id) a run and end it FINISHED, FAILED or KILLED. An
+        exception that carries `mlflow_status` and `reason` (errors.RunEnded, Interrupted)
+        decides both; any other ends the run FAILED with its type and message."""
         process_tags = {f"{TAG}pid": str(os.getpid()), f"{TAG}host": socket.gethostname()}
         if run_id is None:
             all_tags = {**tags, **process_tags}
@@ -180,20 +208,21 @@ class Store:
             run = self.client.create_run(experiment_id, run_name=name, tags=all_tags)
         else:
             self.client.update_run(run_id, status="RUNNING")
+            with contextlib.suppress(Exception):
+                self.client.delete_tag(run_id, f"{TAG}reason")  # the last attempt's ending
             self.log(run_id, tags=process_tags)
             run = self.client.get_run(run_id)
         run_id = run.info.run_id
         try:
-            with sigterm_as_exception():
+            with GUARD.on_emergency(lambda reason: self._end(run_id, "KILLED", reason)):
                 yield run
-        except (KeyboardInterrupt, Terminated) as exc:
-            self._end(run_id, "KILLED", str(exc) or "interrupted (Ctrl-C)")
-            raise
         except BaseException as exc:
-            reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+            status = getattr(exc, "mlflow_status", None) or ("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            reason = getattr(exc, "reason", None) or describe(exc)
             with contextlib.suppress(Exception):
                 self.log(run_id, tags=getattr(exc, "mlflow_tags", None))
-            self._end(run_id, getattr(exc, "mlflow_status", "FAILED"), reason)
+            with contextlib.suppress(Exception):  # a store that can no longer be written
+                self._end(run_id, status, reason)
             raise
         else:
             self._end(run_id, "FINISHED", None)
@@ -248,37 +277,21 @@ class Store:
                 return out
 
 
-class EpochLogger(keras.callbacks.Callback):
-    """One batched MLflow call per epoch: losses, accuracies, learning rate, epoch seconds.
-    `step` is the epoch number (1-based), so resumed runs continue the curve; epochs up to
-    `skip_through` were logged before an interruption and are not logged twice.
-
-    Synchronous on purpose: the epoch's metrics are committed before BackupAndRestore saves
-    the epoch, so a kill -9 can never leave a backed-up epoch without its metrics (a gap on
-    resume). It costs one SQLite write per epoch (milliseconds; bench/overhead.py)."""
-
-    def __init__(self, client: MlflowClient, run_id: str, skip_through: int = 0):
-        super().__init__()
-        self.client, self.run_id, self.skip_through = client, run_id, skip_through
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 <= self.skip_through:
-            return
-        now = int(time.time() * 1000)
-        values = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
-        values["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        metrics = [Metric(k, float(v), now, epoch + 1) for k, v in values.items()]
-        self.client.log_batch(self.run_id, metrics=metrics)
-
-
-def _enable_wal(uri: str) -> None:
+def _enable_wal(path: Path) -> None:
     """SQLite in WAL mode, with a generous busy timeout: several local processes (parallel
-    tune workers, two run-ablations) then write to one store without "database is locked"."""
+    tune workers, two run-ablations) then write to one store without "database is locked".
+    WAL is a property of the file, so an existing WAL store is only read here. The file is
+    only ever opened through SQLite: a plain open() and close() of it would drop every
+    POSIX lock this process's SQLite connections hold on it, and corrupt the store."""
     import sqlite3
 
-    path = uri.split("sqlite:///", 1)[-1].split("?", 1)[0]
-    with contextlib.closing(sqlite3.connect(path, timeout=60)) as connection:
-        connection.execute("PRAGMA journal_mode=WAL")
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=60)) as connection:
+            mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as exc:
+        raise HarnessError(f"tracking store {path}: {exc}; move the file aside to start afresh") from None
 
 
 def process_alive(pid: int) -> bool:
@@ -292,18 +305,29 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def describe(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    return f"{type(exc).__name__}: {_first_line(exc)}" if str(exc) else type(exc).__name__
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _where(uri: str) -> str:
+    return sqlite_path(uri) or uri
+
+
 def _text(value: Any) -> str:
     text = "None" if value is None else str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
 
 
-def _safe_folder(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80] or "default"
-
-
 def require_store(root: Path, tracking_uri: Optional[str]) -> Store:
     """A Store for reading: a missing local store is a HarnessError, not a new empty one."""
     uri = tracking_uri or default_tracking_uri(root)
-    if uri.startswith("sqlite:") and not (Path(root) / "mlruns" / "mlflow.db").is_file():
-        raise HarnessError(f"no runs yet: {Path(root) / 'mlruns' / 'mlflow.db'} does not exist")
+    if uri.startswith("sqlite:") and not Path(sqlite_path(uri)).is_file():
+        raise HarnessError(f"no runs yet: {sqlite_path(uri)} does not exist")
     return Store(root, uri)

@@ -1,12 +1,11 @@
 """prepare / build / fit: one entry's training, knowing nothing of MLflow or Optuna.
 
-Tracking, pruning and resuming come in as Keras callbacks passed to `fit`, which keeps
+Tracking, pruning and checkpoints come in as Keras callbacks passed to `fit`, which keeps
 `fit` usable alone and its overhead measurable against a plain `model.fit`.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import sys
 import time
@@ -17,12 +16,15 @@ import keras
 import numpy as np
 
 from . import data as data_module
+from .callbacks import EpochTimer, StopOnNaN, StopOnSignal
 from .data import Dataset
+from .device import device_kind, resolve_precision, set_determinism
 from .errors import HarnessError
+from .interrupts import GUARD
 from .model import build_model
 from .spec import Spec
 
-BN_SETTLE_STEPS = 500  # DESIGN.md pitfalls: momentum-0.99 statistics lag for ~500 steps
+BN_SETTLE_STEPS = 500  # README, batch-norm momentum: momentum-0.99 statistics lag for ~500 steps
 BN_AUTO_MIN_STEPS = 50  # steps per epoch from which "auto" keeps Keras's 0.99
 
 
@@ -40,105 +42,6 @@ class FitResult:
     stopped_early: bool = False
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Wall seconds of each epoch, training and validation together, also put in the epoch's
-    logs as `epoch_seconds` for the callbacks after it (tracking)."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds: list[float] = []
-        self._start = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
-        if logs is not None:
-            logs["epoch_seconds"] = self.seconds[-1]
-
-
-class StopOnNaN(keras.callbacks.TerminateOnNaN):
-    """Keras's TerminateOnNaN, remembering the (1-based) epoch where the loss went bad."""
-
-    def __init__(self):
-        super().__init__()
-        self.nan_epoch: Optional[int] = None
-        self._epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch + 1
-
-    def on_batch_end(self, batch, logs=None):
-        super().on_batch_end(batch, logs)
-        if self.model.stop_training and self.nan_epoch is None:
-            self.nan_epoch = self._epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("loss")
-        if self.nan_epoch is None and loss is not None and not math.isfinite(loss):
-            self.nan_epoch = epoch + 1
-            self.model.stop_training = True
-
-
-def device_kind() -> str:
-    """'gpu' when the Keras backend sees an accelerator, else 'cpu'."""
-    backend = keras.backend.backend()
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
-        if backend == "jax":
-            import jax
-
-            return "gpu" if jax.default_backend() in ("gpu", "cuda", "rocm") else "cpu"
-        if backend == "torch":
-            import torch
-
-            return "gpu" if torch.cuda.is_available() else "cpu"
-    except Exception:  # noqa: BLE001 - a broken device query means: use the CPU settings
-        return "cpu"
-    return "cpu"
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none), read once."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def auto_precision(device: str, backend: str, flags: frozenset[str]) -> str:
-    """What training.precision "auto" means on a device: mixed_float16 on a GPU, float32 on a
-    CPU. Measured (bench/throughput.py, the final entry): mixed_bfloat16 ran at half the
-    float32 speed on a CPU without bfloat16 units, but 1.5x faster on one with AMX-BF16 under
-    TensorFlow; it is not the default there because Ctrl-C during a bfloat16 step aborted the
-    process (glibc heap corruption) in 1 of 8 tries, against 0 of 10 in float32. Opt in with
-    training.precision: mixed_bfloat16; `flags` says whether it would pay."""
-    if device == "gpu":
-        return "mixed_float16"
-    return "float32"
-
-
-def resolve_precision(spec: Spec) -> str:
-    """training.precision, "auto" resolved for this machine (auto_precision)."""
-    if spec.training.precision != "auto":
-        return spec.training.precision
-    return auto_precision(device_kind(), keras.backend.backend(), cpu_flags())
-
-
-def resolve_jit(spec: Spec) -> Any:
-    """training.jit_compile, with "auto" left to Keras (XLA where the backend favours it)."""
-    return spec.training.jit_compile
-
-
 def resolve_bn_momentum(spec: Spec, train_images: int) -> float:
     """model.bn_momentum, with "auto" = 0.99 (Keras, the report) when an epoch has at least
     BN_AUTO_MIN_STEPS steps, else 0.9 so short runs are not held at chance by stale averages."""
@@ -153,31 +56,35 @@ def resolved_settings(spec: Spec, train_images: int) -> dict[str, Any]:
     return {
         "bn_momentum": resolve_bn_momentum(spec, train_images),
         "precision": resolve_precision(spec),
-        "jit_compile": resolve_jit(spec),
+        "jit_compile": spec.training.jit_compile,
         "backend": keras.backend.backend(),
         "device": device_kind(),
     }
 
 
 def prepare(spec: Spec) -> None:
-    """Seed every generator and set the precision policy; call before building the model.
-    Clears Keras's global state first, so many models in one process (tune, seeds, ablate)
-    neither accumulate memory nor retrace each other's functions."""
+    """Seed every generator, set the precision policy and deterministic ops; call before
+    building the model. Clears Keras's global state first, so many models in one process
+    (tune, seeds, ablate) neither accumulate memory nor retrace each other's functions."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.training.seed)
     keras.mixed_precision.set_global_policy(resolve_precision(spec))
+    set_determinism(spec.training.deterministic)
 
 
 def build(spec: Spec, data: Dataset) -> keras.Model:
     """prepare + build_model + compile: a model ready to fit. Bad settings raise HarnessError."""
     prepare(spec)
     model_spec = spec.model.model_copy(update={"bn_momentum": resolve_bn_momentum(spec, len(data.train))})
-    model = build_model(model_spec, data.input_shape, data.num_classes, seed=spec.training.seed)
+    try:
+        model = build_model(model_spec, data.input_shape, data.num_classes, seed=spec.training.seed)
+    except ValueError as exc:  # Keras's own shape checks, beyond what geometry.check sees
+        raise HarnessError(f"cannot build the model: {str(exc).splitlines()[0][:200]}") from None
     model.compile(
         optimizer=make_optimizer(spec),
         loss=make_loss(spec),
         metrics=["accuracy"],
-        jit_compile=resolve_jit(spec),
+        jit_compile=spec.training.jit_compile,
     )
     return model
 
@@ -214,12 +121,13 @@ def class_weights(spec: Spec, labels: np.ndarray, class_names: list[str]) -> Opt
     weights = dict(zip(present.tolist(), compute_class_weight(cw.mode, classes=present, y=labels)))
     weights = {int(c): float(weights.get(c, 1.0)) for c in classes}
     for key, factor in cw.boost.items():
-        index = _class_index(key, class_names)
+        index = class_index(key, class_names)
         weights[index] *= factor
     return weights
 
 
-def _class_index(key, class_names: list[str]) -> int:
+def class_index(key, class_names: list[str]) -> int:
+    """A class given by index or name -> its index; unknown classes are a HarnessError."""
     if isinstance(key, int) or (isinstance(key, str) and key.isdigit() and key not in class_names):
         index = int(key)
         if 0 <= index < len(class_names):
@@ -238,7 +146,9 @@ def core_callbacks(spec: Spec) -> list[keras.callbacks.Callback]:
     if t.lr_schedule is not None:
         s = t.lr_schedule
         callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(monitor=s.monitor, factor=s.factor, patience=s.patience, min_lr=s.min_lr)
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=s.monitor, factor=s.factor, patience=s.patience, min_lr=s.min_lr, min_delta=s.min_delta
+            )
         )
     if t.early_stopping is not None:
         e = t.early_stopping
@@ -275,33 +185,39 @@ def fit(
     data: Dataset,
     model: keras.Model,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    *,
     verbose: Any = None,
     initial_epoch: int = 0,
+    core: Optional[Sequence[keras.callbacks.Callback]] = None,
 ) -> FitResult:
-    """Train `model` on `data` as the spec says. Raises TrainingDiverged on a NaN loss."""
+    """Train `model` on `data` as the spec says, from `initial_epoch` (a resumed run).
+    `core` are the early-stopping and scheduler callbacks (made here when not given; a
+    checkpoint that restores their counters must be given the same objects).
+    Raises TrainingDiverged on a NaN loss and Interrupted once a signal arrived."""
     t = spec.training
-    train = data_module.pipeline(data.train, data.num_classes, t.batch_size, t.pipeline, True, t.seed)
-    val = data_module.pipeline(data.val, data.num_classes, t.batch_size, t.pipeline, False, t.seed)
+    train, steps = data_module.training_batches(
+        data.train, data.num_classes, t.batch_size, t.pipeline, t.seed, initial_epoch, t.epochs
+    )
+    val = data_module.evaluation_batches(data.val, data.num_classes, t.batch_size, t.pipeline)
     timer, nan_guard = EpochTimer(), StopOnNaN()
-    all_callbacks = [timer, nan_guard, *core_callbacks(spec), *callbacks]
-    if isinstance(train, tuple):
-        x, y = train
-        fit_args: dict[str, Any] = {"x": x, "y": y, "batch_size": t.batch_size, "shuffle": True}
-    else:
-        fit_args = {"x": train, "shuffle": False}  # the pipeline shuffles
+    core = list(core_callbacks(spec) if core is None else core)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
+    GUARD.check()
     history = model.fit(
-        **fit_args,
+        train,
         validation_data=val,
         epochs=t.epochs,
         initial_epoch=initial_epoch,
+        steps_per_epoch=steps,
+        shuffle=False,  # the batches come in epoch_order already
         class_weight=class_weights(spec, data.train.y, data.class_names),
-        callbacks=all_callbacks,
+        callbacks=[StopOnSignal(), timer, nan_guard, *core, *callbacks],
         verbose=verbose,
     )
     seconds = time.perf_counter() - started
+    GUARD.check()
     if nan_guard.nan_epoch is not None:
         raise TrainingDiverged(f"loss became NaN at epoch {nan_guard.nan_epoch}")
     epochs_run = len(history.history.get("loss", []))

@@ -33,6 +33,7 @@ from . import runner
 from .ablation import Registry
 from .paths import journal_path
 from .errors import HarnessError, RunFailed
+from .interrupts import GUARD
 from .search_space import Dimension, current_values, parse_search
 from .tracking import TAG, Store, experiment_name, process_alive
 from .yamlio import dump_yaml
@@ -224,7 +225,7 @@ def tune(
         pruner=make_pruner(pruner, planned.spec.training.epochs),
         load_if_exists=True,
     )
-    store = Store(root, tracking_uri)
+    store = runner.open_for_writing(root, tracking_uri, echo)
     experiment_id = store.experiment_id(label)
     fail_stale_trials(study, storage)
     with study_lock(root, storage, study_name):
@@ -234,10 +235,15 @@ def tune(
     done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
     echo(f"study {study_name} ({storage_label}): {done} trials finished so far; running {trials} more")
     objective = _Objective(root, store, experiment_id, planned, dimensions, study_name, study_run_id, metric, echo, verbose)
-    with store.run(experiment_id, f"study {study_name}", {}, run_id=study_run_id):
-        study.optimize(objective, n_trials=trials, timeout=timeout, catch=(RunFailed, HarnessError))
+    # The study run is a FINISHED record that every worker updates; no worker reopens it, so
+    # one that crashes cannot mark the others' study FAILED.
+    try:
+        study.optimize(objective, n_trials=trials, timeout=timeout, catch=(RunFailed, HarnessError),
+                       callbacks=[_stop_on_signal])
+    finally:
         outcome = summarise(study, storage_label, study_run_id)
         _log_study(store, study, outcome)
+    GUARD.check()
     best = "none finished" if outcome.best_value is None else f"{outcome.best_value:.4f} with {outcome.best_params}"
     echo(
         f"study {study_name}: {outcome.trials} trials ({outcome.complete} complete, {outcome.pruned} pruned, "
@@ -256,6 +262,7 @@ class _Objective:
         self.echo, self.verbose = echo, verbose
 
     def __call__(self, trial: optuna.Trial) -> float:
+        GUARD.check()
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         values = {d.key: _suggest(trial, d) for d in self.dimensions}
@@ -274,16 +281,30 @@ class _Objective:
                 self.root, self.store, self.experiment_id, planned, "trial", self.study_run_id,
                 echo=self.echo, verbose=self.verbose, extra_callbacks=[PruningCallback(trial, self.metric)],
                 extra_tags=tags, run_name=f"{resolved.name} trial {trial.number}", full_artifacts=False,
+                checkpoints=False,
             )
         except PrunedAtEpoch as exc:
             trial.set_user_attr("epochs", exc.epoch)
             self.echo(f"trial {trial.number}: {exc.reason}")
+            raise
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: Optuna fails this trial; run it again next time
+            trial.study.enqueue_trial(values, user_attrs={"retry_of": trial.number})
+            raise
+        except HarnessError as exc:  # cannot build, NaN loss: this trial fails, the study goes on
+            trial.set_user_attr("fail_reason", str(exc)[:500])
+            self.echo(f"trial {trial.number} failed: {exc}")
             raise
         trial.set_user_attr("mlflow_run_id", outcome.run_id)
         trial.set_user_attr("epochs", int(outcome.metrics["epochs_run"]))
         value = float(outcome.metrics.get(f"best_{self.metric}", outcome.metrics[f"final_{self.metric}"]))
         self.echo(f"trial {trial.number}: {self.metric} {value:.4f} with {values}")
         return value
+
+
+def _stop_on_signal(study, trial) -> None:
+    """After each trial: a worker that received Ctrl-C or SIGTERM starts no other."""
+    if GUARD.requested:
+        study.stop()
 
 
 def _suggest(trial: optuna.Trial, d: Dimension) -> Any:

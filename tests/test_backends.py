@@ -73,13 +73,13 @@ def test_the_final_entry_trains_on_the_jax_backend_without_tensorflow():
 
 
 def test_auto_precision_follows_the_device():
-    from harness.train import auto_precision
+    from harness.device import auto_precision
 
     assert auto_precision("gpu", "tensorflow", frozenset()) == "mixed_float16"
     assert auto_precision("gpu", "jax", frozenset({"amx_bf16"})) == "mixed_float16"
     assert auto_precision("cpu", "tensorflow", frozenset({"avx2", "avx512f"})) == "float32"
-    assert auto_precision("cpu", "tensorflow", frozenset({"avx512f", "amx_bf16"})) == "float32"  # opt-in: see its docstring
-    assert auto_precision("cpu", "jax", frozenset({"amx_bf16"})) == "float32"
+    assert auto_precision("cpu", "tensorflow", frozenset({"avx512f", "amx_bf16"})) == "mixed_bfloat16"
+    assert auto_precision("cpu", "jax", frozenset({"amx_bf16"})) == "float32"  # measured under TensorFlow only
 
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])

@@ -48,7 +48,9 @@ def test_run_is_finished_with_tags_params_and_metrics(focal_run):
     assert tags["harness.spec_fingerprint"] == resolved.fingerprint()
     assert len(tags["harness.dataset_fingerprint"]) == 16
     assert tags["harness.git_commit"]
-    assert tags["harness.resolved.precision"] == "float32"
+    from harness.device import cpu_flags
+
+    assert tags["harness.resolved.precision"] == ("mixed_bfloat16" if "amx_bf16" in cpu_flags() else "float32")
     assert run.data.params == {k: str(v) if v is not None else "None" for k, v in resolved.flat().items()}
     assert run.data.params["loss.name"] == "focal"
     metrics = run.data.metrics
