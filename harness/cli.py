@@ -6,6 +6,7 @@ Heavy imports (TensorFlow, MLflow, Optuna) happen inside the verbs that need the
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -66,8 +67,13 @@ def _overrides(sets: Optional[List[str]], dataset: Optional[str] = None, epochs:
     return overrides
 
 
+MAX_SEEDS = 1000  # a group of more runs than this is a typo
+
+
 def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
-    """`3` -> [0, 1, 2]; `0,1,7` -> [0, 1, 7]."""
+    """`3` -> [0, 1, 2]; `0,1,7` -> [0, 1, 7]. Seeds are 0 .. 2**32-1, none repeated."""
+    from .spec import SEED_MAX
+
     if text is None:
         return None
     try:
@@ -75,14 +81,27 @@ def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
             seeds = [int(part) for part in text.split(",") if part.strip()]
         else:
             count = int(text)
-            if count < 1:
+            if not 1 <= count <= MAX_SEEDS:
                 raise ValueError
             seeds = list(range(count))
     except ValueError:
-        raise HarnessError(f"--seeds {text!r}: expected a count (3) or a list (0,1,7)") from None
-    if not seeds:
-        raise HarnessError(f"--seeds {text!r}: no seeds given")
+        raise HarnessError(f"--seeds {text!r}: expected a count from 1 to {MAX_SEEDS} (3) or a list (0,1,7)") from None
+    if not seeds or len(seeds) > MAX_SEEDS:
+        raise HarnessError(f"--seeds {text!r}: give 1 to {MAX_SEEDS} seeds")
+    bad = [s for s in seeds if not 0 <= s <= SEED_MAX]
+    if bad:
+        raise HarnessError(f"--seeds {text!r}: seed {bad[0]} is outside 0..{SEED_MAX}")
+    if len(set(seeds)) != len(seeds):
+        raise HarnessError(f"--seeds {text!r}: a seed is repeated")
     return seeds
+
+
+def _check_tracking(uri: Optional[str]) -> None:
+    """A bad --tracking-uri fails before anything slow is imported."""
+    if uri is not None:
+        from .tracking import check_uri
+
+        check_uri(uri)
 
 
 # --------------------------------------------------------------------------- entries
@@ -169,6 +188,7 @@ def run_ablation(
     seed_list = parse_seeds(seeds)
     overrides = _overrides(sets, dataset, epochs)
     _registry().resolve(name, overrides)  # bad input fails here, before the slow imports
+    _check_tracking(tracking_uri)
     load_keras()
     from . import runner
 
@@ -255,6 +275,7 @@ def ablate(
     seed_list = parse_seeds(seeds)
     overrides = _overrides(sets, dataset, epochs)
     _registry().resolve(name, overrides)
+    _check_tracking(tracking_uri)
     load_keras()
     from .ablate import run_leave_one_out
     from .compare import metric_key
@@ -346,6 +367,7 @@ def tune(
         raise HarnessError(f"{registry.rel(resolved.entry.path)}: no search block to tune")
     if save_as is not None:
         registry.path_of(save_as)
+    _check_tracking(tracking_uri)
     load_keras()
     from . import tune as tuning
 
@@ -421,13 +443,16 @@ def ui(
 # --------------------------------------------------------------------------- entry point
 
 
-def _exit_now(message: str, code: int) -> None:
-    """Exit without interpreter finalisation: after a signal, TensorFlow's threads may still
-    be winding down, and tearing the interpreter down under them has aborted the process.
-    The open run is already ended KILLED by then."""
+def _exit_now(message: Optional[str], code: int) -> None:
+    """Exit without interpreter finalisation. After a signal, TensorFlow's threads may still
+    be winding down, and tearing the interpreter down under them has aborted the process;
+    after a command, finalisation resets the signal handlers to the defaults, so a Ctrl-C
+    landing in the second it takes would kill the process by the signal. Everything the
+    command wrote is committed by then (MLflow calls are synchronous)."""
     import os
 
-    err.print(message, markup=False)
+    if message:
+        err.print(message, markup=False)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
@@ -464,6 +489,6 @@ def main(argv: Optional[list[str]] = None) -> None:
         err.print(f"error: {describe(exc)} (HARNESS_DEBUG=1 shows the traceback)", markup=False)
         code = 1
     if GUARD.requested or code == 130:
-        signum = GUARD.signum
-        _exit_now("terminated" if signum == 15 else "interrupted", 143 if signum == 15 else 130)
-    sys.exit(code if isinstance(code, int) else 0)
+        terminated = GUARD.signum == signal.SIGTERM
+        _exit_now("terminated" if terminated else "interrupted", 143 if terminated else 130)
+    _exit_now(None, code if isinstance(code, int) else 0)

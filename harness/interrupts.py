@@ -86,7 +86,7 @@ class SignalGuard:
         self._exit_now(signum)
 
     def _exit_now(self, signum: int) -> None:
-        reason = f"{REASONS.get(signum, 'stopped')} twice: exited at once"
+        reason = f"{REASONS.get(self.signum or signum, 'stopped')}, then a second signal: exited at once"
         enders = list(self._on_emergency.values())
         # The main thread is suspended inside this handler and may hold a lock the store
         # needs, so the runs are ended from a thread that is given a few seconds at most.

@@ -45,7 +45,7 @@ GRACE_SECONDS = int(os.environ.get("HARNESS_GRACE_SECONDS", 90))
 MAX_RETRY = 2  # a trial failed by a dead worker is retried at most this often
 STUDY_RUN_ATTR = "mlflow_study_run_id"
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)  # the harness prints its own line per trial
+optuna.logging.set_verbosity(optuna.logging.ERROR)  # the harness prints its own line per trial (and no tracebacks)
 
 
 @dataclass

@@ -9,7 +9,9 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import optuna
+import pytest
 from mlflow import MlflowClient
 
 from harness import tune as tuning
@@ -70,6 +72,7 @@ def test_kill_9_then_rerun_resumes_with_every_epoch_logged_once(project):
     assert len(runs) == 1, "the re-run continued the killed run instead of starting another"
     resumed = runs[0]
     assert resumed.info.run_id == run.info.run_id and resumed.info.status == "FINISHED"
+    assert "harness.reason" not in resumed.data.tags  # the "process died" of the first attempt is gone
     for key in ("loss", "val_accuracy", "epoch_seconds"):
         steps = sorted(p.step for p in client.get_metric_history(run.info.run_id, key))
         assert steps == list(range(1, 9)), (key, steps)
@@ -138,3 +141,100 @@ def test_two_run_ablations_write_one_store_at_once(project):
     assert {r.info.status for r in runs} == {"FINISHED"}
     for run in runs:
         assert sorted(p.step for p in client.get_metric_history(run.info.run_id, "loss")) == [1, 2, 3]
+
+
+# Deterministic kernels, a scheduler and early stopping whose counters matter: min_delta 10
+# means only the first epoch is an improvement, so the schedule and the stop are fixed by
+# the counters alone: the LR halves every second epoch from epoch 3, training stops at epoch 5.
+COUNTED = """\
+extends: baseline
+description: Counters that a resume must carry over.
+model: {blocks: [{filters: 8, convs: 1, dropout: 0.2}], padding: same, batch_norm: true, augment: {translate: 0.1, flip: horizontal}}
+optimizer: {name: adam, learning_rate: 0.01}
+training:
+  epochs: 12
+  batch_size: 8
+  deterministic: DETERMINISTIC
+  lr_schedule: {monitor: val_loss, factor: 0.5, patience: 2, min_delta: 10.0}
+  early_stopping: {monitor: val_loss, mode: min, patience: 4, min_delta: 10.0, restore_best_weights: true}
+"""
+EXPECTED_LR = [0.01, 0.01, 0.005, 0.005, 0.0025]
+
+
+def _series(client, run_id, key):
+    return [p.value for p in sorted(client.get_metric_history(run_id, key), key=lambda p: p.step)]
+
+
+def _kill_after(project, epoch, *args):
+    process = start(project, "run-ablation", "counted", *args)
+    wait_for(process, f"Epoch {epoch + 1}/")  # printed once epoch `epoch` is logged and backed up
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def test_a_deterministic_run_killed_and_resumed_logs_what_it_would_have(project):
+    write_entry(project, "counted", COUNTED.replace("DETERMINISTIC", "true"))
+    _kill_after(project, 3)
+    resumed = run_cli(["run-ablation", "counted"], project)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "(from epoch 4)" in resumed.stdout
+    uninterrupted = run_cli(["run-ablation", "counted", "--force"], project)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    client, runs = runs_of(project)
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    killed, clean = sorted(runs, key=lambda r: r.info.start_time)
+    for key in ("val_loss", "loss", "val_accuracy"):
+        a, b = _series(client, killed.info.run_id, key), _series(client, clean.info.run_id, key)
+        assert len(a) == len(b) == 5
+        assert np.allclose(a, b, rtol=0, atol=1e-6), (key, a, b)
+    assert _series(client, killed.info.run_id, "learning_rate") == pytest.approx(EXPECTED_LR)
+    assert killed.data.metrics["final_val_loss"] == pytest.approx(clean.data.metrics["final_val_loss"], abs=1e-6)
+
+
+def test_without_determinism_a_resume_keeps_the_schedule_and_the_early_stopping_counters(project):
+    write_entry(project, "counted", COUNTED.replace("DETERMINISTIC", "false"))
+    _kill_after(project, 2)  # the scheduler has waited one epoch, early stopping one
+    resumed = run_cli(["run-ablation", "counted"], project)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    client, (run,) = runs_of(project)
+    assert _series(client, run.info.run_id, "learning_rate") == pytest.approx(EXPECTED_LR)
+    assert run.data.metrics["epochs_run"] == 5  # a resume that lost the counters would stop at 7
+
+
+# Steps of a few hundred milliseconds: two signals sent together both land during one step.
+HEAVY = """\
+extends: baseline
+description: Long training steps.
+model: {blocks: [{filters: 32, convs: 2}], padding: same, input_size: 64}
+training: {epochs: 30, batch_size: 256}
+"""
+
+
+def test_a_second_signal_exits_at_once_and_the_run_is_still_killed(project):
+    write_entry(project, "heavy", HEAVY)
+    process = start(project, "run-ablation", "heavy")
+    wait_for(process, "Epoch 2/30")
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGTERM)
+    rest = process.communicate(timeout=60)[0]
+    assert process.returncode == 130, rest
+    assert "exited at once" in rest and "Traceback" not in rest
+    _, (run,) = runs_of(project)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["harness.reason"] == "interrupted (Ctrl-C), then a second signal: exited at once"
+
+
+def test_an_interrupted_trial_is_failed_and_queued_again(project):
+    write_entry(project, "slow", SLOW)
+    process = start(project, "tune", "slow", "--trials", "3", "--pruner", "none")
+    wait_for(process, "Epoch 2/8")
+    process.send_signal(signal.SIGTERM)
+    rest = process.communicate(timeout=60)[0]
+    assert process.returncode == 143, rest
+    study, _ = tuning.load_study(project, "slow", [], None)
+    states = [t.state for t in study.trials]
+    assert states[0] == optuna.trial.TrialState.FAIL and optuna.trial.TrialState.RUNNING not in states
+    assert states[1] == optuna.trial.TrialState.WAITING
+    assert study.trials[1].params == study.trials[0].params or study.trials[1].system_attrs.get("fixed_params") == study.trials[0].params
+    client, runs = runs_of(project)
+    assert {r.data.tags["harness.kind"]: r.info.status for r in runs} == {"study": "FINISHED", "trial": "KILLED"}

@@ -1,0 +1,207 @@
+"""A hostile user's battery, counted: malformed entries, absurd values for every spec key,
+bad command lines, bad search blocks, odd image folders and damaged stores, each through the
+real `harness` command in a scratch project.
+
+    python bench/hostile.py [--values-per-key 8] [--train-accepted 12]
+
+For each case: clean (one `error:` line, exit 2, or exit 1 for a run that failed), accepted
+(exit 0), traceback (a Python traceback anywhere in the output), store written (the store
+was created or gained a run where the command should have refused before writing). Every key
+of the schema is set on `final` (`--set key=value`, the path an entry's value takes too) to
+absurd values; the combinations `show` accepts are also trained for one epoch on 100 digits
+(N of them, at random), so "accepted" means accepted by the whole command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import machine, scratch_project  # noqa: E402
+
+ABSURD = ["yes", "no", "'3'", ".inf", "-.inf", ".nan", "-1", "0", "1.0e+400", "[]", "{}", "null", "true",
+          "'" + "x" * 300 + "'", "4294967296", "-0.5", "1.5", "'relu'", "[1, 2]", "{a: 1}"]
+RAW = [
+    "", "---", "- a\n- b", "extends: [baseline]", "extends: baseline\nextends: adam", "{{{", "extends: baseline\nmodel: 3",
+    "extends: ../baseline", "extends: nowhere", "extends: baseline\nreport: {val_accuracy: high}", "extends: baseline\nsearch: 5",
+    "extends: baseline\ndescription: [1, 2]", "extends: baseline\nmodel: {blocks: null}", "extends: baseline\nmodel: {blocks: [3]}",
+    "\x00\x01\x02", "extends: baseline\ntraining: !!python/object/apply:os.system ['true']", "extends: baseline\n\tmodel: {}",
+    "a: &a [*a]", "extends: baseline\nmodel: {dense: [{units: 0}]}",
+]
+COMMAND_LINES = [
+    ["run-ablation"], ["run-ablation", "baseline", "--bogus"], ["run-ablation", "baseline", "--epochs", "abc"],
+    ["run-ablation", "baseline", "--epochs", "-3"], ["run-ablation", "baseline", "--epochs", "0"], ["nosuchcmd"],
+    ["run-ablation", "baseline", "--seeds", "0,-1"], ["run-ablation", "baseline", "--seeds", "x"], ["run-ablation", "baseline", "--seeds", "0,0"],
+    ["run-ablation", "baseline", "--seeds", "99999999999"], ["run-ablation", "baseline", "--set", "x"], ["run-ablation", "baseline", "--set", "=3"],
+    ["run-ablation", "baseline", "--set", "training.epochs="], ["run-ablation", "baseline", "--set", "model.blocks.9.filters=3"],
+    ["run-ablation", "baseline", "--set", "training.epochs=.nan"], ["run-ablation", "baseline", "--dataset", "mnist"],
+    ["run-ablation", "baseline", "--dataset", "folder:"], ["run-ablation", "baseline", "--dataset", "folder:/etc"],
+    ["run-ablation", "baseline", "--dataset", "folder:/x/good #2"], ["run-ablation", "a" * 300], ["run-ablation", "baseline\n"],
+    ["run-ablation", "../etc/passwd"], ["run-ablation", "BASELINE"], ["run-ablation", "baseline", "--tracking-uri", "garbage"],
+    ["run-ablation", "baseline", "--tracking-uri", "foo://bar"], ["run-ablation", "baseline", "--tracking-uri", "sqlite:////no/dir/x.db"],
+    ["run-ablation", "baseline", "--tracking-uri", "http://127.0.0.1:1"], ["tune", "baseline"], ["tune", "baseline", "--trials", "0"],
+    ["tune", "baseline", "--trials", "1", "--pruner", "sometimes"], ["tune", "baseline", "--trials", "1", "--metric", "f1"],
+    ["tune", "baseline", "--trials", "1", "--storage", "nonsense"], ["tune", "same_padding", "--trials", "1"],
+    ["compare", "--format", "xls"], ["compare", "--metric", "nope"], ["compare", "--out", "/no/such/dir/x.md"],
+    ["compare", "nowhere"], ["compare", "--chain", "nowhere"], ["select", "--metric", "nope"], ["report", "--format", "pdf"],
+    ["ablate", "final"], ["ablate", "nowhere", "--leave-one-out"], ["save-best", "baseline", "../x"], ["show", "final", "--set", "x=1"],
+    ["ui", "--port", "notaport"], ["dashboard", "--storage", "nonsense://"],
+]
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def image_folders(base: Path) -> list[tuple[str, Path]]:
+    """Odd image folders, each a dataset a user might point --dataset folder: at."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    made = []
+
+    def tree(name: str, size: int = 8, test: int | None = None) -> Path:
+        root = base / name
+        for part, side in (("train", size), ("test", test)):
+            if side is None:
+                continue
+            for cls in ("cat", "dog"):
+                (root / part / cls).mkdir(parents=True)
+                for i in range(10):
+                    Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(root / part / cls / f"{i}.png")
+        return root
+
+    root = tree("dangling")
+    (root / "train" / "cat" / "gone.png").symlink_to(root / "nowhere.png")
+    made.append(("dangling symlink", root))
+    root = tree("looping")
+    (root / "train" / "cat" / "loop.png").symlink_to(root / "train" / "cat" / "loop.png")
+    made.append(("looping symlink", root))
+    root = tree("bomb")
+    (root / "train" / "dog" / "bomb.png").write_bytes(png_claiming(60000, 60000))
+    made.append(("decompression bomb", root))
+    root = tree("not_an_image")
+    (root / "train" / "dog" / "fake.png").write_bytes(b"not a png at all")
+    made.append(("a .png that is text", root))
+    made.append(("test images of another size", tree("sizes", 8, 12)))
+    root = tree("mixed_sizes")
+    Image.fromarray(np.zeros((9, 9, 3), dtype=np.uint8)).save(root / "train" / "cat" / "odd.png")
+    made.append(("one training image of another size", root))
+    root = base / "one_class"
+    (root / "train" / "cat").mkdir(parents=True)
+    made.append(("one class only", root))
+    root = base / "empty_classes"
+    (root / "train" / "cat").mkdir(parents=True)
+    (root / "train" / "dog").mkdir(parents=True)
+    made.append(("class folders without images", root))
+    return made
+
+
+class Battery:
+    def __init__(self, project: Path):
+        self.project = project
+        self.counts: Counter = Counter()
+        self.examples: dict[str, list[str]] = {}
+
+    def store_state(self) -> int:
+        """-1 when there is no store, else the number of runs in it."""
+        db = self.project / "mlruns" / "mlflow.db"
+        if not db.exists():
+            return -1
+        import sqlite3
+
+        with sqlite3.connect(db) as connection:
+            return connection.execute("select count(*) from runs").fetchone()[0]
+
+    def run(self, label: str, args: list[str], may_write: bool = False) -> str:
+        before = self.store_state()
+        started = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "harness", *args], cwd=self.project, capture_output=True, text=True, timeout=600)
+        seconds = time.perf_counter() - started
+        output = result.stdout + result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.strip()]
+        wrote = self.store_state() != before
+        if "Traceback" in output:
+            verdict = "traceback"
+        elif result.returncode == 0:
+            verdict = "accepted"
+        elif result.returncode in (1, 2) and len(errors) == 1 and errors[0].startswith("error: "):
+            verdict = "clean"
+        else:
+            verdict = f"other exit {result.returncode}"
+        self.counts["cases"] += 1
+        self.counts[verdict] += 1
+        if wrote and not may_write and verdict != "accepted":
+            self.counts["store written"] += 1
+            verdict += " +store written"
+        if seconds > 5 and verdict == "clean" and "tracking-uri" not in " ".join(args):
+            self.counts["slow refusals (>5 s)"] += 1
+        self.examples.setdefault(verdict, []).append(f"{label}: {(errors[-1] if errors else output[-200:]).strip()[:160]}")
+        return verdict
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--values-per-key", type=int, default=6)
+    parser.add_argument("--train-accepted", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    from harness.ablation import schema_keys
+
+    project = scratch_project()
+    battery = Battery(project)
+    accepted_entries = []
+    # Every key of the schema, set on `final` (which switches every section on), to absurd values.
+    keys = [k.replace(".N.", ".0.") for k in schema_keys() if not k.endswith(".N")]
+    for key in keys:
+        for value in rng.sample(ABSURD, min(args.values_per_key, len(ABSURD))):
+            overrides = ["--set", f"{key}={value}"]
+            if battery.run(f"{key}={value[:20]}", ["show", "final", *overrides]) == "accepted":
+                accepted_entries.append((f"{key}={value[:20]}", overrides))
+    for i, text in enumerate(RAW):
+        (project / "ablations" / f"raw{i}.yaml").write_text(text)
+        battery.run(f"raw {text[:20]!r}", ["run-ablation", f"raw{i}"])
+    for line in COMMAND_LINES:
+        battery.run(" ".join(line)[:60], line)
+    for label, root in image_folders(project / "folders"):
+        battery.run(f"folder: {label}", ["run-ablation", "same_padding", "--epochs", "1", "--dataset", f"folder:{root}"])
+    trained = 0
+    rng.shuffle(accepted_entries)
+    for label, overrides in accepted_entries[: args.train_accepted]:
+        command = ["run-ablation", "final", "--epochs", "1", "--set", "data.subset=100", *overrides]
+        verdict = battery.run(f"trained {label}", command, may_write=True)
+        trained += verdict == "accepted"
+    db = project / "mlruns" / "mlflow.db"
+    if db.exists():
+        db.write_bytes(b"garbage" * 1000)
+        for verb in (["compare"], ["run-ablation", "adam", "--epochs", "1"], ["report"]):
+            battery.run(f"damaged store: {verb[0]}", verb)
+    print(f"machine: {machine()}")
+    c = battery.counts
+    print(f"cases {c['cases']}: clean {c['clean']}, accepted {c['accepted']}, traceback {c['traceback']}, "
+          f"store written {c['store written']}, other {sum(v for k, v in c.items() if k.startswith('other'))}, "
+          f"slow refusals {c['slow refusals (>5 s)']}")
+    print(f"accepted by `show` and then trained one epoch: {min(len(accepted_entries), args.train_accepted)} "
+          f"of {len(accepted_entries)}, of which finished: {trained}")
+    for verdict, examples in sorted(battery.examples.items()):
+        print(f"\n{verdict} ({len(examples)}), e.g.:")
+        for example in examples[:4 if verdict == "clean" else 12]:
+            print(f"  {example}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""A hostile user's inputs, one table per category, through the real command line: each is
+one line naming the file, key or value, exit status 2, no traceback, within a second or two,
+and nothing written to the store."""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import run_cli, write_entry
+
+
+def assert_clean_refusal(result, project, *fragments, seconds=None):
+    output = result.stderr + result.stdout
+    assert result.returncode == 2, output
+    assert "Traceback" not in output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert not (project / "mlruns" / "mlflow.db").exists(), "the store was written"
+
+
+# Values the schema must refuse rather than coerce: (YAML under `extends: baseline`, fragments).
+STRICT_VALUES = {
+    "batch_size_yes": ("training: {batch_size: yes}", ["training.batch_size", "True"]),
+    "epochs_true": ("training: {epochs: true}", ["training.epochs"]),
+    "epochs_text": ("training: {epochs: '3'}", ["training.epochs", "'3'"]),
+    "filters_true": ("model: {blocks: [{filters: true}]}", ["model.blocks.0.filters"]),
+    "pool_off_text": ("model: {blocks: [{filters: 8, pool: 'off'}]}", ["model.blocks.0.pool", "'off'"]),
+    "lr_inf": ("optimizer: {learning_rate: .inf}", ["optimizer.learning_rate", "finite"]),
+    "lr_nan": ("optimizer: {learning_rate: .nan}", ["optimizer.learning_rate", "finite"]),
+    "l2_nan": ("model: {dense: [{units: 8, l2: .nan}]}", ["model.dense.0.l2", "finite"]),
+    "gamma_inf": ("loss: {name: focal, gamma: .inf}", ["loss.gamma", "finite"]),
+    "min_lr_inf": ("training: {lr_schedule: {min_lr: .inf}}", ["training.lr_schedule.min_lr", "finite"]),
+    "weight_decay_nan": ("optimizer: {name: adamw, weight_decay: .nan}", ["optimizer.weight_decay"]),
+    "boost_inf": ("training: {class_weight: {boost: {3: .inf}}}", ["training.class_weight.boost.3"]),
+    "boost_negative": ("training: {class_weight: {boost: {3: -2.0}}}", ["training.class_weight.boost.3", "greater than 0"]),
+    "monitor_unknown": ("training: {early_stopping: {monitor: val_f1}}", ["training.early_stopping.monitor", "'val_f1'"]),
+    "activation_unknown": ("model: {activation: relux}", ["model.activation", "'relux'"]),
+    "seed_negative": ("training: {seed: -1}", ["training.seed"]),
+    "seed_too_big": ("training: {seed: 4294967296}", ["training.seed"]),
+    "data_seed_negative": ("data: {seed: -5}", ["data.seed"]),
+    "kernel_too_big": ("model: {blocks: [{filters: 8, kernel_size: 50}]}", ["model.blocks.0.kernel_size"]),
+    "too_many_blocks": ("model: {blocks: [" + ", ".join(["{filters: 1}"] * 100) + "]}", ["model.blocks", "at most 32"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STRICT_VALUES))
+def test_absurd_values_are_refused_not_coerced(project, case):
+    text, fragments = STRICT_VALUES[case]
+    write_entry(project, "hostile", f"extends: baseline\n{text}\n")
+    result = run_cli(["run-ablation", "hostile"], project)
+    assert_clean_refusal(result, project, "ablations/hostile.yaml", *fragments)
+
+
+# Entries that validate but cannot run on the data: refused before the store is opened.
+ACCEPTED_THEN_FAILED = {
+    "valid_padding_shrinks_digits": ("model: {blocks: [{filters: 8, kernel_size: 9}]}", ["cannot build", "8x8"]),
+    "three_valid_blocks": ("model: {blocks: [{filters: 4}, {filters: 4}, {filters: 4}]}", ["cannot build", "block"]),
+    "boost_unknown_class": ("training: {class_weight: {boost: {tiger: 2.0}}}", ["ablations/hostile.yaml", "no class 'tiger'", "digits"]),
+    "boost_index_out_of_range": ("training: {class_weight: {boost: {12: 2.0}}}", ["no class 12"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ACCEPTED_THEN_FAILED))
+def test_entries_that_cannot_run_on_the_data_fail_before_the_store(project, case):
+    text, fragments = ACCEPTED_THEN_FAILED[case]
+    write_entry(project, "hostile", f"extends: baseline\n{text}\n")
+    result = run_cli(["run-ablation", "hostile", "--epochs", "1"], project)
+    assert_clean_refusal(result, project, *fragments)
+
+
+SEARCH_BLOCKS = {
+    "infinite_bound": ("optimizer.learning_rate: {float: [1.0e-4, .inf]}", ["search.optimizer.learning_rate"]),
+    "nan_bound": ("optimizer.learning_rate: {float: [.nan, 0.1]}", ["search.optimizer.learning_rate"]),
+    "negative_seed_range": ("training.seed: {int: [-5, 3]}", ["search.training.seed", "-5"]),
+    "seed_range_too_big": ("training.seed: {int: [0, 4294967296]}", ["search.training.seed"]),
+    "bool_bound": ("training.epochs: {int: [true, 5]}", ["search.training.epochs"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SEARCH_BLOCKS))
+def test_bad_search_ranges_are_refused_before_any_trial(project, case):
+    text, fragments = SEARCH_BLOCKS[case]
+    write_entry(project, "hostile", f"extends: baseline\nsearch:\n  {text}\n")
+    result = run_cli(["tune", "hostile", "--trials", "1"], project)
+    assert_clean_refusal(result, project, "ablations/hostile.yaml", *fragments)
+
+
+COMMAND_LINES = {
+    "seeds_negative": (["run-ablation", "baseline", "--seeds", "0,-1"], ["--seeds"]),
+    "seeds_too_big": (["run-ablation", "baseline", "--seeds", "0,4294967296"], ["--seeds", "4294967296"]),
+    "seeds_zero_count": (["run-ablation", "baseline", "--seeds", "0"], ["--seeds"]),
+    "unknown_option": (["run-ablation", "baseline", "--bogus"], ["No such option: --bogus"]),
+    "missing_name": (["run-ablation"], ["Missing argument"]),
+    "epochs_not_a_number": (["run-ablation", "baseline", "--epochs", "abc"], ["--epochs"]),
+    "unknown_verb": (["nosuchcmd"], ["No such command 'nosuchcmd'"]),
+    "name_with_newline": (["run-ablation", "baseline\n"], ["bad entry name"]),
+    "name_too_long": (["run-ablation", "a" * 300], ["bad entry name", "1-64"]),
+    "dataset_taken_literally": (["run-ablation", "baseline", "--dataset", "folder:/x/good #2"], ["folder:/x/good #2", "no train/ folder"]),
+    "tracking_uri_garbage": (["run-ablation", "baseline", "--epochs", "1", "--tracking-uri", "garbage"], ["tracking URI 'garbage'"]),
+    "tracking_uri_unknown_scheme": (["run-ablation", "baseline", "--epochs", "1", "--tracking-uri", "foo://bar"], ["tracking URI 'foo://bar'"]),
+    "tracking_uri_missing_folder": (["run-ablation", "baseline", "--epochs", "1", "--tracking-uri", "sqlite:////no/such/dir/x.db"],
+                                    ["folder /no/such/dir does not exist"]),
+    "tracking_server_down": (["run-ablation", "baseline", "--epochs", "1", "--tracking-uri", "http://127.0.0.1:1"],
+                             ["http://127.0.0.1:1", "no MLflow server answers"]),
+    "compare_out_missing_folder": (["compare", "--out", "/no/such/dir/t.md"], ["/no/such/dir"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COMMAND_LINES))
+def test_bad_command_lines_are_one_line(project, case):
+    args, fragments = COMMAND_LINES[case]
+    started = time.perf_counter()
+    result = run_cli(args, project)
+    seconds = time.perf_counter() - started
+    assert_clean_refusal(result, project, *fragments)
+    assert seconds < 20, f"{case} took {seconds:.1f} s to refuse"  # the dead server: seconds, not minutes
+
+
+def _alias_bomb(levels=7):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    return lines
+
+
+RESOURCE_LIMITS = {
+    "alias_bomb_in_description": ("extends: baseline\ndescription:\n" + "\n".join("  " + line for line in _alias_bomb()) + "\n",
+                                  ["aliases expand to more than"]),
+    "alias_bomb_in_search": ("extends: baseline\nsearch:\n  junk:\n" + "\n".join("    " + line for line in _alias_bomb()) + "\n",
+                             ["aliases expand to more than"]),
+    "self_referring_alias": ("extends: baseline\nreport: &r {note: *r}\n", ["aliases", "refer to themselves"]),
+    "hundred_thousand_blocks": ("extends: baseline\nmodel:\n  blocks:\n" + "    - {filters: 1}\n" * 100_000, ["more than an entry can be"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESOURCE_LIMITS))
+@pytest.mark.parametrize("verb", ["show", "run-ablation"])
+def test_resource_bombs_are_refused_within_a_second_or_two(project, case, verb):
+    text, fragments = RESOURCE_LIMITS[case]
+    write_entry(project, "hostile", text)
+    started = time.perf_counter()
+    result = run_cli([verb, "hostile"], project)
+    seconds = time.perf_counter() - started
+    assert_clean_refusal(result, project, "ablations/hostile.yaml", *fragments)
+    assert seconds < 3.0, seconds  # start-up included; the check itself is milliseconds
+
+
+def _png_header_claiming(width, height):
+    """A PNG whose header claims width x height pixels: what a decompression bomb looks like
+    to a decoder before it inflates anything."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def _folder(root, size=8, per_class=10, test_size=None):
+    rng = np.random.default_rng(0)
+    for part, side in (("train", size), ("test", test_size)):
+        if side is None:
+            continue
+        for name in ("cat", "dog"):
+            folder = root / part / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+def _dangling(root):
+    (root / "train" / "cat" / "gone.png").symlink_to(root / "nowhere.png")
+
+
+def _looping(root):
+    (root / "train" / "cat" / "loop.png").symlink_to(root / "train" / "cat" / "loop.png")
+
+
+def _bomb(root):
+    (root / "train" / "dog" / "bomb.png").write_bytes(_png_header_claiming(60000, 60000))
+
+
+IMAGE_FOLDERS = {
+    "dangling_symlink": (_dangling, None, ["gone.png"]),
+    "looping_symlink": (_looping, None, ["loop.png"]),
+    "decompression_bomb": (_bomb, None, ["bomb.png", "decompression bomb"]),
+    "test_images_of_another_size": (None, 12, ["test/", "12x12", "8x8"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IMAGE_FOLDERS))
+def test_hostile_image_folders_name_the_file(project, tmp_path, case, monkeypatch):
+    damage, test_size, fragments = IMAGE_FOLDERS[case]
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    root = _folder(tmp_path / "images", test_size=test_size)
+    if damage:
+        damage(root)
+    result = run_cli(["run-ablation", "same_padding", "--epochs", "1", "--dataset", f"folder:{root}"], project,
+                     env={"HARNESS_CACHE": str(tmp_path / "cache")})
+    assert_clean_refusal(result, project, f"folder:{root}", *fragments)
