@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = os.environ.get("HARNESS_BENCH_DATA", "/tmp/cifar")  # tar xzf ../shared/data/cifar10-train-jpg.tar.gz -C /tmp/cifar
+DEFAULT_DATA = os.environ.get(
+    "HARNESS_BENCH_DATA", "/tmp/cifar"
+)  # tar xzf ../shared/data/cifar10-train-jpg.tar.gz -C /tmp/cifar
 
 
 def machine() -> str:
@@ -27,11 +28,14 @@ def machine() -> str:
         pass
     gpu = ""
     if shutil.which("nvidia-smi"):
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
+        )
         gpu = f", GPU {out.stdout.strip()}" if out.returncode == 0 else ""
     import keras
 
-    return f"{os.cpu_count()} cores ({cpu}){gpu}, Python {platform.python_version()}, Keras {keras.__version__} on {keras.backend.backend()}"
+    keras_version = f"Keras {keras.__version__} on {keras.backend.backend()}"
+    return f"{os.cpu_count()} cores ({cpu}){gpu}, Python {platform.python_version()}, {keras_version}"
 
 
 def scratch_project() -> Path:
@@ -46,7 +50,9 @@ def data_overrides(data_dir: str, subset: int) -> list[str]:
     if data_dir == "digits":
         return ["data.source=digits"] + ([f"data.subset={subset}"] if subset < 1437 else [])
     if not Path(data_dir, "train").is_dir():
-        raise SystemExit(f"no CIFAR-10 image folder at {data_dir}: tar xzf ../shared/data/cifar10-train-jpg.tar.gz -C {data_dir}")
+        raise SystemExit(
+            f"no CIFAR-10 image folder at {data_dir}: tar xzf ../shared/data/cifar10-train-jpg.tar.gz -C {data_dir}"
+        )
     return [f"data.source=folder:{data_dir}", f"data.subset={subset}"]
 
 
@@ -57,8 +63,6 @@ def data_label(data_dir: str, subset: int, dataset) -> str:
 
 
 def median(values) -> float:
+    import statistics
+
     return statistics.median(values)
-
-
-def mean_std(values) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import DEFAULT_DATA, data_overrides, machine, mean_std, scratch_project  # noqa: E402
+from bench.common import DEFAULT_DATA, data_overrides, machine, scratch_project  # noqa: E402
 from harness.quiet import load_keras  # noqa: E402
 
 
@@ -46,14 +46,21 @@ def plain_run(dataset, seed, epochs, bn_momentum) -> float:
     keras.mixed_precision.set_global_policy("float32")  # Keras's default; the harness may have set another
     keras.utils.set_random_seed(seed)
     model = plain_keras_final(dataset.input_shape, dataset.num_classes, bn_momentum)
-    model.compile(optimizer=keras.optimizers.Adam(), metrics=["accuracy"],
-                  loss=keras.losses.CategoricalFocalCrossentropy(alpha=0.25, gamma=2.0))
+    model.compile(
+        optimizer=keras.optimizers.Adam(),
+        metrics=["accuracy"],
+        loss=keras.losses.CategoricalFocalCrossentropy(alpha=0.25, gamma=2.0),
+    )
     y = dataset.train.y
     weights = dict(enumerate(compute_class_weight("balanced", classes=np.unique(y), y=y)))
     weights[3] *= 2
     weights[5] *= 2
     history = model.fit(
-        dataset.train.x, keras.utils.to_categorical(y, dataset.num_classes), batch_size=128, epochs=epochs, verbose=0,
+        dataset.train.x,
+        keras.utils.to_categorical(y, dataset.num_classes),
+        batch_size=128,
+        epochs=epochs,
+        verbose=0,
         validation_data=(dataset.val.x, keras.utils.to_categorical(dataset.val.y, dataset.num_classes)),
         class_weight=weights,
         callbacks=[
@@ -72,32 +79,41 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args()
     load_keras()
-    from scipy.stats import ttest_ind
-
     from harness import runner, train
-    from harness.ablation import Registry
+    from harness.context import Context
+    from harness.device import resolve_precision
+    from harness.entries import Registry
+    from harness.planning import plan
+    from harness.stats import summarize, welch_p
 
     seeds = [int(s) for s in args.seeds.split(",")]
     project = scratch_project()
     overrides = [*data_overrides(args.data, args.subset), f"training.epochs={args.epochs}"]
-    planned = runner.plan(Registry(project), "final", overrides)
+    planned = plan(Registry(project), "final", overrides)
     momentum = train.resolve_bn_momentum(planned.spec, len(planned.data.train))
-    precision = train.resolve_precision(planned.spec)
+    precision = resolve_precision(planned.spec)
     harness_values, plain_values = [], []
     for seed in seeds:
-        outcome = runner.run_ablation(project, "final", [*overrides, f"training.seed={seed}"], force=True,
-                                      echo=lambda _: None, verbose=0)
+        ctx = Context(project, echo=lambda _: None, verbose=0)
+        outcome = runner.run_ablation(ctx, "final", [*overrides, f"training.seed={seed}"], force=True)
         harness_values.append(outcome.metrics["best_val_accuracy"])
         plain_values.append(plain_run(planned.data, seed, args.epochs, momentum))
         print(f"seed {seed}: harness {harness_values[-1]:.4f}   plain Keras {plain_values[-1]:.4f}", flush=True)
-    (hm, hs), (pm, ps) = mean_std(harness_values), mean_std(plain_values)
-    p = ttest_ind(harness_values, plain_values, equal_var=False).pvalue if len(seeds) > 1 else float("nan")
+    harness_summary, plain_summary = summarize(harness_values), summarize(plain_values)
+    (hm, hs), (pm, ps) = (harness_summary.mean, harness_summary.std), (plain_summary.mean, plain_summary.std)
+    p = welch_p(harness_values, plain_values)
+    p = float("nan") if p is None else p
     print(f"\nmachine: {machine()}")
-    print(f"final entry, CIFAR-10 folder subset {args.subset} ({len(planned.data.train)} train / {len(planned.data.val)} val), "
-          f"{args.epochs} epochs, seeds {seeds}, batch-norm momentum {momentum} (auto) in both; "
-          f"harness precision {precision} (auto), plain Keras float32")
-    print(f"best val_accuracy: harness {hm:.4f} +/- {hs:.4f}   plain Keras {pm:.4f} +/- {ps:.4f}   "
-          f"difference {hm - pm:+.4f}, Welch p {p:.3g}")
+    print(
+        f"final entry, CIFAR-10 folder subset {args.subset} "
+        f"({len(planned.data.train)} train / {len(planned.data.val)} val), "
+        f"{args.epochs} epochs, seeds {seeds}, batch-norm momentum {momentum} (auto) in both; "
+        f"harness precision {precision} (auto), plain Keras float32"
+    )
+    print(
+        f"best val_accuracy: harness {hm:.4f} +/- {hs:.4f}   plain Keras {pm:.4f} +/- {ps:.4f}   "
+        f"difference {hm - pm:+.4f}, Welch p {p:.3g}"
+    )
 
 
 if __name__ == "__main__":

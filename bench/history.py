@@ -28,22 +28,25 @@ def main() -> None:
     args = parser.parse_args()
     load_keras()
     from harness import runner
-    from harness.ablation import Registry
-    from harness.compare import compare_table, render
+    from harness.compare import Scope, compare_table, render
+    from harness.context import Context
+    from harness.entries import Registry
     from harness.selection import select
 
     root = Path(args.root)
     overrides = [f"data.source={args.dataset}", f"training.epochs={args.epochs}"]
     chain = Registry(root).history(args.until)
     for name in chain:
-        outcome = runner.run_ablation(root, name, overrides, seeds=list(range(args.seeds)), echo=lambda _: None, verbose=0)
+        outcome = runner.run_ablation(
+            Context(root, echo=lambda _: None, verbose=0), name, overrides, seeds=list(range(args.seeds))
+        )
         mean = outcome.metrics.get("best_val_accuracy_mean", float("nan"))
         print(f"{name:15s} best_val_accuracy {mean:.4f} (group run {outcome.run_id})", flush=True)
-    table, _ = compare_table(root, chain=args.until, source=args.dataset)
+    table, _ = compare_table(Context(root), Scope(args.dataset), chain=args.until)
     print(f"\nmachine: {machine()}; {args.dataset}, {args.epochs} epochs, {args.seeds} seeds\n")
     print(render(table, "best_val_accuracy", "markdown"))
     print()
-    select(root, chain, source=args.dataset, echo=print)
+    select(Context(root), Scope(args.dataset), chain)
 
 
 if __name__ == "__main__":

@@ -28,41 +28,109 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, scratch_project  # noqa: E402
 
-ABSURD = ["yes", "no", "'3'", ".inf", "-.inf", ".nan", "-1", "0", "1.0e+400", "[]", "{}", "null", "true",
-          "'" + "x" * 300 + "'", "4294967296", "-0.5", "1.5", "'relu'", "[1, 2]", "{a: 1}"]
+ABSURD = [
+    "yes",
+    "no",
+    "'3'",
+    ".inf",
+    "-.inf",
+    ".nan",
+    "-1",
+    "0",
+    "1.0e+400",
+    "[]",
+    "{}",
+    "null",
+    "true",
+    "'" + "x" * 300 + "'",
+    "4294967296",
+    "-0.5",
+    "1.5",
+    "'relu'",
+    "[1, 2]",
+    "{a: 1}",
+]
 RAW = [
-    "", "---", "- a\n- b", "extends: [baseline]", "extends: baseline\nextends: adam", "{{{", "extends: baseline\nmodel: 3",
-    "extends: ../baseline", "extends: nowhere", "extends: baseline\nreport: {val_accuracy: high}", "extends: baseline\nsearch: 5",
-    "extends: baseline\ndescription: [1, 2]", "extends: baseline\nmodel: {blocks: null}", "extends: baseline\nmodel: {blocks: [3]}",
-    "\x00\x01\x02", "extends: baseline\ntraining: !!python/object/apply:os.system ['true']", "extends: baseline\n\tmodel: {}",
-    "a: &a [*a]", "extends: baseline\nmodel: {dense: [{units: 0}]}",
+    "",
+    "---",
+    "- a\n- b",
+    "extends: [baseline]",
+    "extends: baseline\nextends: adam",
+    "{{{",
+    "extends: baseline\nmodel: 3",
+    "extends: ../baseline",
+    "extends: nowhere",
+    "extends: baseline\nreport: {val_accuracy: high}",
+    "extends: baseline\nsearch: 5",
+    "extends: baseline\ndescription: [1, 2]",
+    "extends: baseline\nmodel: {blocks: null}",
+    "extends: baseline\nmodel: {blocks: [3]}",
+    "\x00\x01\x02",
+    "extends: baseline\ntraining: !!python/object/apply:os.system ['true']",
+    "extends: baseline\n\tmodel: {}",
+    "a: &a [*a]",
+    "extends: baseline\nmodel: {dense: [{units: 0}]}",
 ]
 COMMAND_LINES = [
-    ["run-ablation"], ["run-ablation", "baseline", "--bogus"], ["run-ablation", "baseline", "--epochs", "abc"],
-    ["run-ablation", "baseline", "--epochs", "-3"], ["run-ablation", "baseline", "--epochs", "0"], ["nosuchcmd"],
-    ["run-ablation", "baseline", "--seeds", "0,-1"], ["run-ablation", "baseline", "--seeds", "x"], ["run-ablation", "baseline", "--seeds", "0,0"],
-    ["run-ablation", "baseline", "--seeds", "99999999999"], ["run-ablation", "baseline", "--set", "x"], ["run-ablation", "baseline", "--set", "=3"],
-    ["run-ablation", "baseline", "--set", "training.epochs="], ["run-ablation", "baseline", "--set", "model.blocks.9.filters=3"],
-    ["run-ablation", "baseline", "--set", "training.epochs=.nan"], ["run-ablation", "baseline", "--dataset", "mnist"],
-    ["run-ablation", "baseline", "--dataset", "folder:"], ["run-ablation", "baseline", "--dataset", "folder:/etc"],
-    ["run-ablation", "baseline", "--dataset", "folder:/x/good #2"], ["run-ablation", "a" * 300], ["run-ablation", "baseline\n"],
-    ["run-ablation", "../etc/passwd"], ["run-ablation", "BASELINE"], ["run-ablation", "baseline", "--tracking-uri", "garbage"],
-    ["run-ablation", "baseline", "--tracking-uri", "foo://bar"], ["run-ablation", "baseline", "--tracking-uri", "sqlite:////no/dir/x.db"],
-    ["run-ablation", "baseline", "--tracking-uri", "http://127.0.0.1:1"], ["tune", "baseline"], ["tune", "baseline", "--trials", "0"],
-    ["tune", "baseline", "--trials", "1", "--pruner", "sometimes"], ["tune", "baseline", "--trials", "1", "--metric", "f1"],
-    ["tune", "baseline", "--trials", "1", "--storage", "nonsense"], ["tune", "same_padding", "--trials", "1"],
-    ["compare", "--format", "xls"], ["compare", "--metric", "nope"], ["compare", "--out", "/no/such/dir/x.md"],
-    ["compare", "nowhere"], ["compare", "--chain", "nowhere"], ["select", "--metric", "nope"], ["report", "--format", "pdf"],
-    ["ablate", "final"], ["ablate", "nowhere", "--leave-one-out"], ["save-best", "baseline", "../x"], ["show", "final", "--set", "x=1"],
-    ["ui", "--port", "notaport"], ["dashboard", "--storage", "nonsense://"],
+    ["run-ablation"],
+    ["run-ablation", "baseline", "--bogus"],
+    ["run-ablation", "baseline", "--epochs", "abc"],
+    ["run-ablation", "baseline", "--epochs", "-3"],
+    ["run-ablation", "baseline", "--epochs", "0"],
+    ["nosuchcmd"],
+    ["run-ablation", "baseline", "--seeds", "0,-1"],
+    ["run-ablation", "baseline", "--seeds", "x"],
+    ["run-ablation", "baseline", "--seeds", "0,0"],
+    ["run-ablation", "baseline", "--seeds", "99999999999"],
+    ["run-ablation", "baseline", "--set", "x"],
+    ["run-ablation", "baseline", "--set", "=3"],
+    ["run-ablation", "baseline", "--set", "training.epochs="],
+    ["run-ablation", "baseline", "--set", "model.blocks.9.filters=3"],
+    ["run-ablation", "baseline", "--set", "training.epochs=.nan"],
+    ["run-ablation", "baseline", "--dataset", "mnist"],
+    ["run-ablation", "baseline", "--dataset", "folder:"],
+    ["run-ablation", "baseline", "--dataset", "folder:/etc"],
+    ["run-ablation", "baseline", "--dataset", "folder:/x/good #2"],
+    ["run-ablation", "a" * 300],
+    ["run-ablation", "baseline\n"],
+    ["run-ablation", "../etc/passwd"],
+    ["run-ablation", "BASELINE"],
+    ["run-ablation", "baseline", "--tracking-uri", "garbage"],
+    ["run-ablation", "baseline", "--tracking-uri", "foo://bar"],
+    ["run-ablation", "baseline", "--tracking-uri", "sqlite:////no/dir/x.db"],
+    ["run-ablation", "baseline", "--tracking-uri", "http://127.0.0.1:1"],
+    ["tune", "baseline"],
+    ["tune", "baseline", "--trials", "0"],
+    ["tune", "baseline", "--trials", "1", "--pruner", "sometimes"],
+    ["tune", "baseline", "--trials", "1", "--metric", "f1"],
+    ["tune", "baseline", "--trials", "1", "--storage", "nonsense"],
+    ["tune", "same_padding", "--trials", "1"],
+    ["compare", "--format", "xls"],
+    ["compare", "--metric", "nope"],
+    ["compare", "--out", "/no/such/dir/x.md"],
+    ["compare", "nowhere"],
+    ["compare", "--chain", "nowhere"],
+    ["select", "--metric", "nope"],
+    ["report", "--format", "pdf"],
+    ["ablate", "final"],
+    ["ablate", "nowhere", "--leave-one-out"],
+    ["save-best", "baseline", "../x"],
+    ["show", "final", "--set", "x=1"],
+    ["ui", "--port", "notaport"],
+    ["dashboard", "--storage", "nonsense://"],
 ]
 
 
 def png_claiming(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def image_folders(base: Path) -> list[tuple[str, Path]]:
@@ -81,7 +149,9 @@ def image_folders(base: Path) -> list[tuple[str, Path]]:
             for cls in ("cat", "dog"):
                 (root / part / cls).mkdir(parents=True)
                 for i in range(10):
-                    Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(root / part / cls / f"{i}.png")
+                    Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(
+                        root / part / cls / f"{i}.png"
+                    )
         return root
 
     root = tree("dangling")
@@ -121,15 +191,21 @@ class Battery:
         db = self.project / "mlruns" / "mlflow.db"
         if not db.exists():
             return -1
+        import contextlib
         import sqlite3
 
-        with sqlite3.connect(db) as connection:
-            return connection.execute("select count(*) from runs").fetchone()[0]
+        try:
+            with contextlib.closing(sqlite3.connect(db)) as connection:
+                return connection.execute("select count(*) from runs").fetchone()[0]
+        except sqlite3.DatabaseError:
+            return -2  # damaged on purpose, at the end
 
     def run(self, label: str, args: list[str], may_write: bool = False) -> str:
         before = self.store_state()
         started = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "harness", *args], cwd=self.project, capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            [sys.executable, "-m", "harness", *args], cwd=self.project, capture_output=True, text=True, timeout=600
+        )
         seconds = time.perf_counter() - started
         output = result.stdout + result.stderr
         errors = [line for line in result.stderr.splitlines() if line.strip()]
@@ -138,8 +214,13 @@ class Battery:
             verdict = "traceback"
         elif result.returncode == 0:
             verdict = "accepted"
-        elif result.returncode in (1, 2) and len(errors) == 1 and errors[0].startswith("error: "):
-            verdict = "clean"
+        elif (
+            result.returncode in (1, 2)
+            and errors
+            and errors[-1].startswith("error: ")
+            and all(line.startswith("warning: ") for line in errors[:-1])
+        ):
+            verdict = "clean"  # one error line (after warnings about other entries, if any)
         else:
             verdict = f"other exit {result.returncode}"
         self.counts["cases"] += 1
@@ -149,7 +230,10 @@ class Battery:
             verdict += " +store written"
         if seconds > 5 and verdict == "clean" and "tracking-uri" not in " ".join(args):
             self.counts["slow refusals (>5 s)"] += 1
-        self.examples.setdefault(verdict, []).append(f"{label}: {(errors[-1] if errors else output[-200:]).strip()[:160]}")
+            self.examples.setdefault("slow refusal", []).append(f"{label}: {seconds:.1f} s")
+        self.examples.setdefault(verdict, []).append(
+            f"{label}: {(errors[-1] if errors else output[-200:]).strip()[:160]}"
+        )
         return verdict
 
 
@@ -160,7 +244,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    from harness.ablation import schema_keys
+    from harness.schema_help import schema_keys
 
     project = scratch_project()
     battery = Battery(project)
@@ -178,7 +262,9 @@ def main() -> None:
     for line in COMMAND_LINES:
         battery.run(" ".join(line)[:60], line)
     for label, root in image_folders(project / "folders"):
-        battery.run(f"folder: {label}", ["run-ablation", "same_padding", "--epochs", "1", "--dataset", f"folder:{root}"])
+        battery.run(
+            f"folder: {label}", ["run-ablation", "same_padding", "--epochs", "1", "--dataset", f"folder:{root}"]
+        )
     trained = 0
     rng.shuffle(accepted_entries)
     for label, overrides in accepted_entries[: args.train_accepted]:
@@ -192,14 +278,18 @@ def main() -> None:
             battery.run(f"damaged store: {verb[0]}", verb)
     print(f"machine: {machine()}")
     c = battery.counts
-    print(f"cases {c['cases']}: clean {c['clean']}, accepted {c['accepted']}, traceback {c['traceback']}, "
-          f"store written {c['store written']}, other {sum(v for k, v in c.items() if k.startswith('other'))}, "
-          f"slow refusals {c['slow refusals (>5 s)']}")
-    print(f"accepted by `show` and then trained one epoch: {min(len(accepted_entries), args.train_accepted)} "
-          f"of {len(accepted_entries)}, of which finished: {trained}")
+    print(
+        f"cases {c['cases']}: clean {c['clean']}, accepted {c['accepted']}, traceback {c['traceback']}, "
+        f"store written {c['store written']}, other {sum(v for k, v in c.items() if k.startswith('other'))}, "
+        f"slow refusals {c['slow refusals (>5 s)']}"
+    )
+    print(
+        f"accepted by `show` and then trained one epoch: {min(len(accepted_entries), args.train_accepted)} "
+        f"of {len(accepted_entries)}, of which finished: {trained}"
+    )
     for verdict, examples in sorted(battery.examples.items()):
         print(f"\n{verdict} ({len(examples)}), e.g.:")
-        for example in examples[:4 if verdict == "clean" else 12]:
+        for example in examples[: 4 if verdict == "clean" else 12]:
             print(f"  {example}")
 
 

@@ -37,11 +37,13 @@ def main() -> None:
     args = parser.parse_args()
     load_keras()
     from harness import data, runner, train
-    from harness.ablation import Registry
+    from harness.context import Context
+    from harness.entries import Registry
+    from harness.planning import plan
 
     project = scratch_project()
     overrides = [*data_overrides(args.data, args.subset), f"training.epochs={args.epochs}"]
-    planned = runner.plan(Registry(project), args.entry, overrides)
+    planned = plan(Registry(project), args.entry, overrides)
     spec = planned.spec
 
     def plain() -> tuple[float, float]:
@@ -50,18 +52,27 @@ def main() -> None:
         dataset = data.load(d.source, d.val_fraction, d.subset, d.seed)
         model = train.build(spec, dataset)
         t = spec.training
-        train_data = data.pipeline(dataset.train, dataset.num_classes, t.batch_size, t.pipeline, True, t.seed)
-        val_data = data.pipeline(dataset.val, dataset.num_classes, t.batch_size, t.pipeline, False, t.seed)
+        train_data, steps = data.training_batches(dataset.train, dataset.num_classes, t)
+        val_data = data.evaluation_batches(dataset.val, dataset.num_classes, t.batch_size, t.pipeline)
         fit_started = time.perf_counter()
-        model.fit(train_data, validation_data=val_data, epochs=t.epochs, verbose=0, shuffle=False,
-                  class_weight=train.class_weights(spec, dataset.train.y, dataset.class_names),
-                  callbacks=train.core_callbacks(spec))
+        model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=t.epochs,
+            verbose=0,
+            shuffle=False,
+            steps_per_epoch=steps,
+            class_weight=train.class_weights(spec, dataset.train.y, dataset.class_names),
+            callbacks=train.core_callbacks(spec),
+        )
         end = time.perf_counter()
         return end - fit_started, end - started
 
     def harness() -> tuple[float, float]:
         started = time.perf_counter()
-        outcome = runner.run_ablation(project, args.entry, overrides, force=True, echo=lambda _: None, verbose=0)
+        outcome = runner.run_ablation(
+            Context(project, echo=lambda _: None, verbose=0), args.entry, overrides, force=True
+        )
         return outcome.metrics["train_seconds"], time.perf_counter() - started
 
     results = {"plain": [], "harness": []}
@@ -72,21 +83,34 @@ def main() -> None:
             results[name].append((fit_s, total_s))
             print(f"repeat {repeat + 1} {name:8s} fit {fit_s:7.2f} s   total {total_s:7.2f} s", flush=True)
         p, h = results["plain"][-1], results["harness"][-1]
-        print(f"repeat {repeat + 1} ratios   fit {h[0] / p[0]:.3f}   end to end {h[1] / p[1]:.3f}   "
-              f"(harness outside fit {h[1] - h[0]:.2f} s, plain {p[1] - p[0]:.2f} s)", flush=True)
+        print(
+            f"repeat {repeat + 1} ratios   fit {h[0] / p[0]:.3f}   end to end {h[1] / p[1]:.3f}   "
+            f"(harness outside fit {h[1] - h[0]:.2f} s, plain {p[1] - p[0]:.2f} s)",
+            flush=True,
+        )
     fit = {k: median([v[0] for v in vals]) for k, vals in results.items()}
     total = {k: median([v[1] for v in vals]) for k, vals in results.items()}
     pairs = list(zip(results["plain"], results["harness"]))
     print(f"\nmachine: {machine()}")
-    print(f"entry {args.entry}, {data_label(args.data, args.subset, planned.data)}, "
-          f"{args.epochs} epochs, {args.repeats} repeats each, alternated")
-    print(f"fit:        plain {fit['plain']:.2f} s  harness {fit['harness']:.2f} s  ratio of medians {fit['harness'] / fit['plain']:.3f}"
-          f"  median paired ratio {median([h[0] / p[0] for p, h in pairs]):.3f}")
-    print(f"end to end: plain {total['plain']:.2f} s  harness {total['harness']:.2f} s  ratio of medians {total['harness'] / total['plain']:.3f}"
-          f"  median paired ratio {median([h[1] / p[1] for p, h in pairs]):.3f}")
+    print(
+        f"entry {args.entry}, {data_label(args.data, args.subset, planned.data)}, "
+        f"{args.epochs} epochs, {args.repeats} repeats each, alternated"
+    )
+    print(
+        f"fit:        plain {fit['plain']:.2f} s  harness {fit['harness']:.2f} s  "
+        f"ratio of medians {fit['harness'] / fit['plain']:.3f}"
+        f"  median paired ratio {median([h[0] / p[0] for p, h in pairs]):.3f}"
+    )
+    print(
+        f"end to end: plain {total['plain']:.2f} s  harness {total['harness']:.2f} s  "
+        f"ratio of medians {total['harness'] / total['plain']:.3f}"
+        f"  median paired ratio {median([h[1] / p[1] for p, h in pairs]):.3f}"
+    )
     best = {k: (min(v[0] for v in vals), min(v[1] for v in vals)) for k, vals in results.items()}
-    print(f"fastest of each (the VM at full speed): fit ratio {best['harness'][0] / best['plain'][0]:.3f}  "
-          f"end to end ratio {best['harness'][1] / best['plain'][1]:.3f}")
+    print(
+        f"fastest of each (the VM at full speed): fit ratio {best['harness'][0] / best['plain'][0]:.3f}  "
+        f"end to end ratio {best['harness'][1] / best['plain'][1]:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ def main() -> None:
     import optuna
 
     from harness import tune
+    from harness.context import Context
 
     overrides = [*data_overrides(args.data, args.subset), f"training.epochs={args.epochs}"]
     rows = []
@@ -37,17 +38,24 @@ def main() -> None:
         project = scratch_project()  # separate stores: the same study twice, from scratch
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         started = time.perf_counter()
-        outcome = tune.tune(project, args.entry, args.trials, overrides, pruner=pruner, echo=lambda _: None, verbose=0)
+        ctx = Context(project, echo=lambda _: None, verbose=0)
+        outcome = tune.tune(ctx, args.entry, tune.TuneSettings(args.trials, pruner=pruner), overrides)
         seconds = time.perf_counter() - started
         rows.append((pruner, outcome, seconds))
-        print(f"pruner {pruner:6s}: {outcome.trials} trials ({outcome.pruned} pruned), {outcome.epochs_spent} epochs, "
-              f"best val_accuracy {outcome.best_value:.4f}, {seconds:.0f} s", flush=True)
+        print(
+            f"pruner {pruner:6s}: {outcome.trials} trials ({outcome.pruned} pruned), {outcome.epochs_spent} epochs, "
+            f"best val_accuracy {outcome.best_value:.4f}, {seconds:.0f} s",
+            flush=True,
+        )
     print(f"\nmachine: {machine()}")
     data = "digits" if args.data == "digits" else f"CIFAR-10 folder subset {args.subset}"
     print(f"entry {args.entry}, {data}, up to {args.epochs} epochs a trial, {args.trials} trials, TPE sampler")
     (_, none, t_none), (_, median, t_median) = rows
-    print(f"median pruning: {median.epochs_spent}/{none.epochs_spent} epochs ({median.epochs_spent / none.epochs_spent:.2f}x), "
-          f"{t_median:.0f}/{t_none:.0f} s, best {median.best_value:.4f} vs {none.best_value:.4f}")
+    print(
+        f"median pruning: {median.epochs_spent}/{none.epochs_spent} epochs "
+        f"({median.epochs_spent / none.epochs_spent:.2f}x), "
+        f"{t_median:.0f}/{t_none:.0f} s, best {median.best_value:.4f} vs {none.best_value:.4f}"
+    )
 
 
 if __name__ == "__main__":

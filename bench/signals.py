@@ -59,8 +59,12 @@ def command(kind: str, precision: str, index: int) -> list[str]:
 def one(project: Path, kind: str, precision: str, signum: int, moment: str, rng: random.Random, index: int) -> dict:
     marker, spread = MOMENTS[moment]
     process = subprocess.Popen(
-        [sys.executable, "-m", "harness", *command(kind, precision, index)], cwd=project, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [sys.executable, "-m", "harness", *command(kind, precision, index)],
+        cwd=project,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
@@ -77,8 +81,15 @@ def one(project: Path, kind: str, precision: str, signum: int, moment: str, rng:
     rest, _ = process.communicate(timeout=600)
     timer.join()
     output = "".join(lines) + rest
-    return {"kind": kind, "precision": precision, "signal": signum, "moment": moment, "rc": process.returncode,
-            "output": output, "landed": "stopping at the next safe point" in output or process.returncode != 0}
+    return {
+        "kind": kind,
+        "precision": precision,
+        "signal": signum,
+        "moment": moment,
+        "rc": process.returncode,
+        "output": output,
+        "landed": "stopping at the next safe point" in output or process.returncode != 0,
+    }
 
 
 def leftovers(project: Path) -> tuple[int, int]:
@@ -147,9 +158,11 @@ def main() -> None:
                 results.append(result)
                 done = len(results)
             mark = "ok" if result["rc"] == EXPECTED[signum] else f"rc {result['rc']}"
-            print(f"{done:3d}/{len(plan)} {kind:12s} {precision:14s} {signal.Signals(signum).name:7s} "
-                  f"{moment:12s} {mark}  left RUNNING: runs {result['leftover'][0]}, trials {result['leftover'][1]}",
-                  flush=True)
+            print(
+                f"{done:3d}/{len(plan)} {kind:12s} {precision:14s} {signal.Signals(signum).name:7s} "
+                f"{moment:12s} {mark}  left RUNNING: runs {result['leftover'][0]}, trials {result['leftover'][1]}",
+                flush=True,
+            )
 
     threads = [threading.Thread(target=worker, args=(p,)) for p in projects]
     for thread in threads:
@@ -163,14 +176,22 @@ def main() -> None:
     tracebacks = sum("Traceback" in r["output"] for r in results)
     running_runs, running_trials = (sum(v) for v in zip(*(leftovers(p) for p in projects)))
     print(f"\nmachine: {machine()}")
-    print(f"{len(results)} signals ({Counter(signal.Signals(r['signal']).name for r in results)}) in "
-          f"{time.time() - started:.0f} s; by command {dict(Counter(r['kind'] for r in results))}, "
-          f"by precision {dict(Counter(r['precision'] for r in results))}, by moment {dict(Counter(r['moment'] for r in results))}")
-    print(f"landed {len(landed)} (finished before the signal: {early}); aborts {len(aborts)}; "
-          f"exits other than 130/143 {len(wrong)}; runs left RUNNING {running_runs}; trials left RUNNING "
-          f"{running_trials}; tracebacks {tracebacks}")
+    print(
+        f"{len(results)} signals ({Counter(signal.Signals(r['signal']).name for r in results)}) in "
+        f"{time.time() - started:.0f} s; by command {dict(Counter(r['kind'] for r in results))}, "
+        f"by precision {dict(Counter(r['precision'] for r in results))}, "
+        f"by moment {dict(Counter(r['moment'] for r in results))}"
+    )
+    print(
+        f"landed {len(landed)} (finished before the signal: {early}); aborts {len(aborts)}; "
+        f"exits other than 130/143 {len(wrong)}; runs left RUNNING {running_runs}; trials left RUNNING "
+        f"{running_trials}; tracebacks {tracebacks}"
+    )
     for r in wrong[:5]:
-        print(f"--- {r['kind']} {r['precision']} {signal.Signals(r['signal']).name} {r['moment']} rc {r['rc']}\n{r['output'][-1200:]}")
+        print(
+            f"--- {r['kind']} {r['precision']} {signal.Signals(r['signal']).name} {r['moment']} rc {r['rc']}\n"
+            f"{r['output'][-1200:]}"
+        )
 
 
 if __name__ == "__main__":

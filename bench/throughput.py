@@ -29,8 +29,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
     load_keras()
-    from harness import runner, train
-    from harness.ablation import Registry
+    from harness import train
+    from harness.entries import Registry
+    from harness.planning import plan
 
     project = scratch_project()
     base = [*data_overrides(args.data, args.subset), f"training.epochs={args.epochs}", "training.early_stopping=null"]
@@ -45,20 +46,29 @@ def main() -> None:
     ]
     rates = {}
     for label, extra in configs:
-        planned = runner.plan(Registry(project), args.entry, [*base, *extra])
+        planned = plan(Registry(project), args.entry, [*base, *extra])
         model = train.build(planned.spec, planned.data)
         result = train.fit(planned.spec, planned.data, model, verbose=0)
         steady = result.epoch_seconds[1:] or result.epoch_seconds
         rates[label] = len(planned.data.train) / min(steady)  # the fastest epoch: this VM has slow spells
         if not extra:
             default = (planned.spec.training.pipeline, train.resolved_settings(planned.spec, len(planned.data.train)))
-        print(f"{label:18s} {rates[label]:8.0f} images/s  (epochs {', '.join(f'{s:.1f}' for s in result.epoch_seconds)} s)", flush=True)
+        print(
+            f"{label:18s} {rates[label]:8.0f} images/s  "
+            f"(epochs {', '.join(f'{s:.1f}' for s in result.epoch_seconds)} s)",
+            flush=True,
+        )
         del model
     pipeline, settings = default
     print(f"\nmachine: {machine()}")
-    print(f"harness default here: pipeline {pipeline}, precision {settings['precision']}, "
-          f"jit_compile {settings['jit_compile']}")
-    print(f"entry {args.entry}, {data_label(args.data, args.subset, planned.data)}, {args.epochs} epochs, fastest epoch after the first")
+    print(
+        f"harness default here: pipeline {pipeline}, precision {settings['precision']}, "
+        f"jit_compile {settings['jit_compile']}"
+    )
+    print(
+        f"entry {args.entry}, {data_label(args.data, args.subset, planned.data)}, {args.epochs} epochs, "
+        "fastest epoch after the first"
+    )
     for label, rate in rates.items():
         print(f"{label:18s} {rate:8.0f} images/s   x{rate / rates['numpy']:.2f} vs numpy")
 

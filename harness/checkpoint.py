@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import keras
 import numpy as np
@@ -40,10 +41,6 @@ def state_path(folder: Path) -> Path:
     return Path(folder) / STATE_FILE
 
 
-def has_state(folder: Path) -> bool:
-    return state_path(folder).is_file()
-
-
 def _stateful(callbacks: Sequence[keras.callbacks.Callback]) -> dict[str, keras.callbacks.Callback]:
     """The callbacks whose counters a resume must carry over, keyed by a stable name."""
     found = {}
@@ -57,8 +54,12 @@ def _stateful(callbacks: Sequence[keras.callbacks.Callback]) -> dict[str, keras.
 
 def _callback_state(name: str, callback) -> tuple[dict[str, Any], list[np.ndarray]]:
     if name == "early_stopping":
-        scalars = {"wait": callback.wait, "stopped_epoch": callback.stopped_epoch,
-                   "best": _number(callback.best), "best_epoch": callback.best_epoch}
+        scalars = {
+            "wait": callback.wait,
+            "stopped_epoch": callback.stopped_epoch,
+            "best": _number(callback.best),
+            "best_epoch": callback.best_epoch,
+        }
         return scalars, list(callback.best_weights or [])
     return {"wait": callback.wait, "cooldown_counter": callback.cooldown_counter, "best": _number(callback.best)}, []
 
@@ -168,7 +169,9 @@ def _pairs(prefix: str, variables, expected: int, arrays: dict[str, np.ndarray])
         value = arrays.get(f"{prefix}_{i}")
         if value is None or tuple(value.shape) != tuple(variable.shape):
             shape = None if value is None else tuple(value.shape)
-            raise CheckpointError(f"{prefix} variable {i} ({variable.path}): backup shape {shape}, model {tuple(variable.shape)}")
+            raise CheckpointError(
+                f"{prefix} variable {i} ({variable.path}): backup shape {shape}, model {tuple(variable.shape)}"
+            )
         pairs.append((variable, value))
     return pairs
 
@@ -178,7 +181,9 @@ class Checkpoint(keras.callbacks.Callback):
     callbacks' counters back after their own on_train_begin reset them. Put it after the
     early-stopping, scheduler and tracking callbacks: an epoch is logged, then saved."""
 
-    def __init__(self, folder: Path, identity: str, peers: Sequence[keras.callbacks.Callback], resumed: Optional[dict] = None):
+    def __init__(
+        self, folder: Path, identity: str, peers: Sequence[keras.callbacks.Callback], resumed: Optional[dict] = None
+    ):
         super().__init__()
         self.folder, self.identity, self.peers = Path(folder), identity, list(peers)
         self.resumed = resumed

@@ -1,27 +1,52 @@
 """MLflow runs -> pandas: one row per entry with seed statistics, deltas and Welch's t-test.
 
 The evidence for an entry on a dataset is its latest FINISHED run of kind `run` or `group`
-(a group contributes its seed children). Leave-one-out variants carry kind `ablation`.
+(a group contributes its seed children). Leave-one-out variants carry kind `variant`.
 """
 
 from __future__ import annotations
 
-import math
 import sys
-import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import pandas as pd
 
-from .ablation import Registry, diff_against_parent
+from . import tables
+from .context import Context
+from .diffs import diff_against_parent
+from .entries import Registry
 from .errors import HarnessError
+from .stats import summarize, welch_p
 from .tracking import TAG, Store, experiment_name
 
 ALIASES = {"val_accuracy": "best_val_accuracy", "val_loss": "best_val_loss"}
-CLAIM_FOR = {"best_val_accuracy": "val_accuracy", "final_val_accuracy": "val_accuracy", "best_val_loss": "val_loss",
-             "final_val_loss": "val_loss", "train_accuracy": "train_accuracy"}
+CLAIM_FOR = {
+    "best_val_accuracy": "val_accuracy",
+    "final_val_accuracy": "val_accuracy",
+    "best_val_loss": "val_loss",
+    "final_val_loss": "val_loss",
+    "train_accuracy": "train_accuracy",
+}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which runs a table reads: those on one dataset (and subset), compared on one metric."""
+
+    source: str = "digits"
+    subset: Optional[int] = None
+    metric: str = "best_val_accuracy"
+
+    @property
+    def key(self) -> str:
+        return metric_key(self.metric)
+
+    @property
+    def experiment(self) -> str:
+        return experiment_name(self.source, self.subset)
 
 
 def metric_key(metric: str) -> str:
@@ -46,13 +71,11 @@ class Evidence:
 
     def mean(self, metric: str) -> Optional[float]:
         values = self.values.get(metric)
-        return statistics.fmean(values) if values else None
+        return summarize(values).mean if values else None
 
     def std(self, metric: str) -> Optional[float]:
         values = self.values.get(metric)
-        if not values:
-            return None
-        return statistics.stdev(values) if len(values) > 1 else 0.0
+        return summarize(values).std if values else None
 
 
 def experiment_for(store: Store, source: str, subset: Optional[int]) -> str:
@@ -96,17 +119,6 @@ def evidence_of(store: Store, experiment_id: str, run, label: str) -> Evidence:
     return Evidence(label, ids, kind, values)
 
 
-def welch_p(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
-    """Welch's t-test p-value (scipy), where both sides have two or more values."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    from scipy.stats import ttest_ind
-
-    result = ttest_ind(list(a), list(b), equal_var=False)
-    p = float(result.pvalue)
-    return None if math.isnan(p) else p
-
-
 def history_order(registry: Registry, names: Optional[Sequence[str]], chain: Optional[str], warn=None) -> list[str]:
     """The entries to show, in history order: a chain, the given names, or every readable
     entry depth-first from the roots (unreadable ones skipped with a warning)."""
@@ -134,34 +146,31 @@ def _warn_stderr(message: str) -> None:
 
 
 def compare_table(
-    root: Path,
+    ctx: Context,
+    scope: Scope,
     names: Optional[Sequence[str]] = None,
     chain: Optional[str] = None,
-    source: str = "digits",
-    subset: Optional[int] = None,
-    metric: str = "best_val_accuracy",
-    tracking_uri: Optional[str] = None,
 ) -> tuple[pd.DataFrame, dict[str, Evidence]]:
     """The history table: one row per entry with runs, in history order."""
-    from .tracking import require_store
-
-    key = metric_key(metric)
-    registry = Registry(root)
+    key, metric = scope.key, scope.metric
+    registry = Registry(ctx.root)
     order = history_order(registry, names, chain)
-    store = require_store(root, tracking_uri)
-    experiment_id = experiment_for(store, source, subset)
+    store = ctx.reading_store()
+    experiment_id = experiment_for(store, scope.source, scope.subset)
     evidence = {name: latest_evidence(store, experiment_id, name) for name in order}
     if names or chain:
         missing = [n for n in order if evidence[n] is None]
         if len(missing) == len(order):
-            raise HarnessError(f"no finished runs of {', '.join(order)} on {experiment_name(source, subset)}")
+            raise HarnessError(f"no finished runs of {', '.join(order)} on {scope.experiment}")
     rows = []
     for name in order:
         found = evidence.get(name)
         if found is None:
             continue
         if key not in found.values:
-            raise HarnessError(f"--metric {metric!r}: not a final metric of the runs (try best_val_accuracy, val_macro_f1)")
+            raise HarnessError(
+                f"--metric {metric!r}: not a final metric of the runs (try best_val_accuracy, val_macro_f1)"
+            )
         entry = registry.entry(name)
         parent = evidence.get(entry.parent) if entry.parent else None
         if entry.parent and entry.parent not in evidence:
@@ -202,51 +211,48 @@ def _row(registry: Registry, name: str, found: Evidence, parent: Optional[Eviden
 
 def render(table: pd.DataFrame, metric: str, fmt: str) -> str:
     """The table as text (terminal), markdown, csv or html."""
-    key = metric_key(metric)
-    if fmt == "csv":
-        return table.to_csv(index=False)
-    shown = pretty(table, key)
-    if fmt == "markdown":
-        return shown.to_markdown(index=False) if _has_tabulate() else _markdown(shown)
-    if fmt == "html":
-        return shown.to_html(index=False, escape=True)
-    return shown.to_string(index=False)
+    return tables.render_frame(table, tables.comparison(table, metric_key(metric)), fmt)
 
 
-def pretty(table: pd.DataFrame, key: str) -> pd.DataFrame:
-    """Rounded, human columns: 'mean +/- std (n)', signed deltas, p-values, short run ids."""
+@dataclass
+class Compared:
+    """What `harness compare` produced: the table, its rendering, and the chart's file."""
+
+    table: pd.DataFrame
+    text: str
+    chart: Path
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where `harness compare` puts things: the table's format and file, the chart's file
+    (default: mlruns/reports/compare-DATASET.png)."""
+
+    fmt: str = "table"
+    table_file: Optional[Path] = None
+    chart_file: Optional[Path] = None
+
+
+def compare_command(ctx: Context, scope: Scope, names=None, chain=None, output: Output = Output()) -> Compared:
+    """The comparison as the command gives it: checked options, the table rendered (and
+    written to output.table_file), the chart written."""
+    from .paths import reports, slug
+
+    tables.check_format(output.fmt)
+    if names and chain:
+        raise HarnessError("give entry names or --chain NAME, not both")
+    if output.table_file is not None and not output.table_file.parent.is_dir():
+        raise HarnessError(f"--out {output.table_file}: folder {output.table_file.parent} does not exist")
+    table, _ = compare_table(ctx, scope, names, chain)
     if table.empty:
-        return table
-    out = pd.DataFrame()
-    out["entry"] = table["entry"]
-    out["change vs parent"] = table["change"].map(lambda s: s if len(s) <= 70 else s[:67] + "...")
-    out[key] = [f"{m:.4f} +/- {s:.4f} ({n})" for m, s, n in zip(table[key], table["std"], table["n"])]
-    out["delta"] = table["delta"].map(lambda v: "" if _missing(v) else f"{v:+.4f}")
-    out["p (Welch)"] = table["p_value"].map(lambda v: "" if _missing(v) else f"{v:.3g}")
-    out["val loss"] = table["val_loss"].map(lambda v: "" if _missing(v) else f"{v:.4f}")
-    out["train-val gap"] = table["train_val_gap"].map(lambda v: "" if _missing(v) else f"{v:+.4f}")
-    out["epochs"] = table["epochs"].map(lambda v: "" if _missing(v) else f"{v:.1f}")
-    out["time s"] = table["train_seconds"].map(lambda v: "" if _missing(v) else f"{v:.1f}")
-    out["params"] = table["params"].map(lambda v: "" if _missing(v) else f"{int(v):,}")
-    out["report"] = table["report"].map(lambda v: "" if _missing(v) else f"{v:g}")
-    return out
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _has_tabulate() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("tabulate") is not None
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    rows = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
+        raise HarnessError(f"no finished runs of these entries on {scope.source!r}")
+    text = render(table, scope.metric, output.fmt)
+    if output.table_file is not None:
+        output.table_file.write_text(text)
+    label = scope.source + (f"-subset{scope.subset}" if scope.subset else "")
+    chart_path = output.chart_file or reports(ctx.root) / f"compare-{slug(label, 120, keep='-_')}.png"
+    chart(table, scope.metric, chart_path)
+    return Compared(table, text, chart_path)
 
 
 def chart(table: pd.DataFrame, metric: str, path: Path) -> Path:
@@ -255,5 +261,5 @@ def chart(table: pd.DataFrame, metric: str, path: Path) -> Path:
 
     key = metric_key(metric)
     path.parent.mkdir(parents=True, exist_ok=True)
-    claims = [None if _missing(v) else float(v) for v in table["report"]]
+    claims = [None if tables.missing(v) else float(v) for v in table["report"]]
     return history_chart(list(table["entry"]), list(table[key]), list(table["std"]), claims, key, path)

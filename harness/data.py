@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -26,8 +24,6 @@ from .errors import HarnessError
 CIFAR10_NAMES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 TEST_FRACTION = 0.2  # held-out share for sources that ship no test split (digits, folders)
 TEST_SEED = 20240501  # fixed: the test split must never move with a spec's seeds
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-MAX_PIXELS = 4096 * 4096  # per image: a CNN harness has no use for larger, a bomb is much larger
 
 
 @dataclass(frozen=True)
@@ -66,9 +62,9 @@ def load(source: str, val_fraction: float = 0.1, subset: Optional[int] = None, s
     pool, _, class_names = _load_source(source)
     x, y = pool.x, pool.y
     if subset is not None and subset < len(y):
-        taken, _, _, _ = _stratified_split(np.arange(len(y)), y, len(y) - subset, seed, "data.subset")
+        taken, _, _, _ = stratified_split(np.arange(len(y)), y, len(y) - subset, seed, "data.subset")
         x, y = x[taken], y[taken]  # from a memory-mapped cache, reads only these images
-    x_train, x_val, y_train, y_val = _stratified_split(_scaled(x), y, val_fraction, seed, "data.val_fraction")
+    x_train, x_val, y_train, y_val = stratified_split(_scaled(x), y, val_fraction, seed, "data.val_fraction")
     train, val = Split(x_train, y_train), Split(x_val, y_val)
     return Dataset(source, train, val, class_names, fingerprint_arrays(train, val))
 
@@ -77,6 +73,13 @@ def load_test(source: str) -> tuple[Split, list[str]]:
     """The test split: only for the final evaluation of the selected model."""
     _, test, class_names = _load_source(source)
     return Split(_scaled(test.x), test.y), class_names
+
+
+def is_class(key, class_names: list[str]) -> bool:
+    """Whether `key` names a class, by index (an int or digits) or by name."""
+    if isinstance(key, int) or (isinstance(key, str) and key.isdigit() and key not in class_names):
+        return 0 <= int(key) < len(class_names)
+    return key in class_names
 
 
 def _scaled(x: np.ndarray) -> np.ndarray:
@@ -95,7 +98,7 @@ def fingerprint_arrays(*splits: Split) -> str:
     return digest.hexdigest()[:16]
 
 
-def _stratified_split(x, y, fraction, seed, key):
+def stratified_split(x, y, fraction, seed, key):
     from sklearn.model_selection import train_test_split
 
     try:
@@ -113,7 +116,9 @@ def _load_source(source: str) -> tuple[Split, Split, list[str]]:
     if source == "cifar10":
         return _cifar10()
     if source.startswith("folder:"):
-        return _folder(Path(source[len("folder:") :]).expanduser())
+        from .image_folder import load_folder
+
+        return load_folder(Path(source[len("folder:") :]).expanduser())
     raise HarnessError(f"unknown dataset {source!r}; use digits, cifar10 or folder:DIR")
 
 
@@ -123,7 +128,7 @@ def _digits() -> tuple[Split, Split, list[str]]:
     bunch = load_digits()
     x = (bunch.images.astype(np.float32) / 16.0)[..., None]
     y = bunch.target.astype(np.int64)
-    x_pool, x_test, y_pool, y_test = _stratified_split(x, y, TEST_FRACTION, TEST_SEED, "digits")
+    x_pool, x_test, y_pool, y_test = stratified_split(x, y, TEST_FRACTION, TEST_SEED, "digits")
     return Split(x_pool, y_pool), Split(x_test, y_test), [str(i) for i in range(10)]
 
 
@@ -150,111 +155,6 @@ def _cifar10() -> tuple[Split, Split, list[str]]:
     return pool, test, list(CIFAR10_NAMES)
 
 
-def cache_dir() -> Path:
-    """Where decoded image folders are kept: $HARNESS_CACHE or ~/.cache/harness."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "harness"
-    return Path(os.environ.get("HARNESS_CACHE", default)).expanduser()
-
-
-def _folder(root: Path) -> tuple[Split, Split, list[str]]:
-    train_dir = root / "train"
-    if not train_dir.is_dir():
-        raise HarnessError(f"folder:{root}: no train/ folder (expected {root}/train/<class>/*.png|jpg)")
-    class_names = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
-    if len(class_names) < 2:
-        raise HarnessError(f"folder:{root}: train/ needs at least two class folders")
-    files = {part: _image_files(root / part, class_names) for part in ("train", "test")}
-    if not files["train"]:
-        raise HarnessError(f"folder:{root}: no images under train/<class>/")
-    key = _content_key(files)
-    cached = cache_dir() / f"folder-{key}-u8"
-    if not cached.is_dir():
-        pool = _decode(files["train"], root)
-        if files["test"]:
-            test = _decode(files["test"], root, shape=pool.x.shape[1:])
-        else:
-            x_pool, x_test, y_pool, y_test = _stratified_split(pool.x, pool.y, TEST_FRACTION, TEST_SEED, f"folder:{root}")
-            pool, test = Split(x_pool, y_pool), Split(x_test, y_test)
-        _write_cache(cached, {"x_train": pool.x, "y_train": pool.y, "x_test": test.x, "y_test": test.y})
-    arrays = {name: np.load(cached / f"{name}.npy", mmap_mode="r") for name in ("x_train", "y_train", "x_test", "y_test")}
-    y_train, y_test = np.asarray(arrays["y_train"]), np.asarray(arrays["y_test"])
-    return Split(arrays["x_train"], y_train), Split(arrays["x_test"], y_test), class_names
-
-
-def _write_cache(folder: Path, arrays: dict[str, np.ndarray]) -> None:
-    """One .npy per array (memory-mapped on load), written beside `folder` and renamed into
-    place: a concurrent reader never sees half a cache."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", suffix=".tmp", dir=folder.parent))
-    for name, array in arrays.items():
-        np.save(partial / f"{name}.npy", array)
-    try:
-        os.replace(partial, folder)
-    except OSError:  # another process put the same cache in place first
-        shutil.rmtree(partial, ignore_errors=True)
-
-
-def _image_files(folder: Path, class_names: list[str]) -> list[tuple[str, int, int, int]]:
-    """(path, label, size, mtime_ns) of every image under folder/<class>/, sorted by name:
-    one scandir per class, plain strings (50,000 Path objects alone cost 0.4 s)."""
-    found = []
-    for label, name in enumerate(class_names):
-        class_dir = os.path.join(folder, name)
-        if os.path.isdir(class_dir):
-            with os.scandir(class_dir) as entries:
-                images = sorted((e for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES)), key=lambda e: e.name)
-            for entry in images:
-                try:
-                    stat = entry.stat()  # follows symlinks: a dangling or looping one fails here
-                except OSError as exc:
-                    raise HarnessError(f"folder:{folder.parent}: cannot read {entry.path}: {exc.strerror or exc}") from None
-                found.append((entry.path, label, stat.st_size, stat.st_mtime_ns))
-    return found
-
-
-def _content_key(files: dict[str, list[tuple[str, int, int, int]]]) -> str:
-    """Names, labels, sizes and modification times of every image: a file added, removed,
-    moved or rewritten gives a new key, without reading 50,000 files on every load."""
-    lines = [
-        f"{part}/{label}/{os.path.basename(path)}/{size}/{mtime_ns}\n"
-        for part, items in files.items()
-        for path, label, size, mtime_ns in items
-    ]
-    return hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
-
-
-def _decode(items: list[tuple[str, int, int, int]], root: Path, shape: Optional[tuple] = None) -> Split:
-    """Decode every image to uint8 RGB; all must have one size (`shape`, when given: the
-    training images' size, for the test split)."""
-    import warnings
-
-    from PIL import Image, UnidentifiedImageError
-
-    images = []
-    for path, *_ in items:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(path) as image:
-                    if image.width * image.height > MAX_PIXELS:
-                        raise HarnessError(
-                            f"folder:{root}: {path} is {image.width}x{image.height} pixels, more than an "
-                            f"image of this harness may have ({MAX_PIXELS:,}); a decompression bomb?"
-                        )
-                    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise HarnessError(f"folder:{root}: {path} refused: {exc}") from None
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-            raise HarnessError(f"folder:{root}: cannot decode {path}: {exc}") from None
-        if shape is None:
-            shape = array.shape
-        elif array.shape != shape:
-            raise HarnessError(f"folder:{root}: {path} is {array.shape[1]}x{array.shape[0]}, the training images are {shape[1]}x{shape[0]}")
-        images.append(array)
-    y = np.array([label for _, label, *_ in items], dtype=np.int64)
-    return Split(np.stack(images), y)  # uint8: the cache stays 4x smaller than float32
-
-
 # --------------------------------------------------------------------------- pipeline
 
 
@@ -269,19 +169,22 @@ def epoch_order(size: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(size).astype(np.int32)
 
 
-def training_batches(split: Split, num_classes: int, batch_size: int, kind: str, seed: int, first_epoch: int, epochs: int):
-    """(batches, steps per epoch) for epochs first_epoch..epochs-1, each shuffled by
-    epoch_order. tf.data (index batches gathered from the arrays, prefetched) where
-    TensorFlow is installed and kind is tf_data; else a Keras PyDataset over the arrays."""
+def training_batches(split: Split, num_classes: int, training, first_epoch: int = 0):
+    """(batches, steps per epoch) for epochs first_epoch .. training.epochs-1, each shuffled by
+    epoch_order with training.seed. tf.data (index batches gathered from the arrays,
+    prefetched) where TensorFlow is installed and training.pipeline is tf_data; else a Keras
+    PyDataset over the arrays."""
+    batch_size, seed = training.batch_size, training.seed
     steps = max(1, -(-len(split) // batch_size))
     labels = one_hot(split.y, num_classes)
-    if kind == "numpy" or not _have_tensorflow():
+    if training.pipeline == "numpy" or not _have_tensorflow():
         from .batches import EpochBatches
 
         return EpochBatches(split.x, labels, batch_size, seed, first_epoch), steps
     import tensorflow as tf
 
-    orders = np.stack([epoch_order(len(split), seed, e) for e in range(first_epoch, max(epochs, first_epoch + 1))])
+    epochs = range(first_epoch, max(training.epochs, first_epoch + 1))
+    orders = np.stack([epoch_order(len(split), seed, e) for e in epochs])
     x, y = tf.convert_to_tensor(split.x), tf.convert_to_tensor(labels)
     indices = tf.data.Dataset.from_tensor_slices(orders).flat_map(
         lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size)

@@ -28,3 +28,14 @@ class RunFailed(RunEnded):
 
     def __init__(self, reason: str, run_id: str = ""):
         super().__init__(reason, "FAILED", run_id)
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    return f"{type(exc).__name__}: {first_line(exc)}" if str(exc) else type(exc).__name__
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= 300 else line[:297] + "..."

@@ -30,6 +30,11 @@ def backup_dir(root: Path, run_id: str) -> Path:
     return mlruns(root) / "backups" / run_id
 
 
+def backup_state(root: Path, run_id: str) -> Path:
+    """The one file a run's backup consists of (checkpoint.py writes it atomically)."""
+    return backup_dir(root, run_id) / "state.npz"
+
+
 def run_lock(root: Path, identity: str) -> Path:
     """Taken while one spec trains on one dataset, so two identical commands train once."""
     return mlruns(root) / "locks" / f"{slug(identity, 100)}.lock"
@@ -48,7 +53,13 @@ def journal_path(root: Path) -> Path:
     return optuna_folder(root) / "journal.log"
 
 
-def slug(text: str, limit: int = 80) -> str:
-    """Text as a safe file or metric name: letters, digits, '-', '_' and '.' kept, the rest '_'."""
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text))
+def slug(text: str, limit: int = 80, keep: str = "-_.", fill: str = "_") -> str:
+    """Text as a safe file, metric or model name: letters, digits and `keep` kept, every other
+    character replaced by `fill`, cut at `limit` ("default" when nothing is left)."""
+    cleaned = "".join(c if c.isalnum() or c in keep else fill for c in str(text))
     return cleaned[:limit] or "default"
+
+
+def metric_slug(label: str) -> str:
+    """A class or row label as part of a metric name: val_f1_<slug>, e.g. 'Macro Avg' -> macro_avg."""
+    return slug(str(label).lower(), 200, keep="", fill="_")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -50,7 +50,14 @@ def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], title: str,
     return path
 
 
-def history_chart(names: Sequence[str], means: Sequence[float], stds: Sequence[float], claims: Sequence[float | None], metric: str, path: Path) -> Path:
+def history_chart(
+    names: Sequence[str],
+    means: Sequence[float],
+    stds: Sequence[float],
+    claims: Sequence[float | None],
+    metric: str,
+    path: Path,
+) -> Path:
     """The history as bars (mean +/- std over seeds), with the report's claims as markers."""
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(names) + 2), 4.5))
     x = np.arange(len(names))

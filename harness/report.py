@@ -12,9 +12,11 @@ from typing import Optional
 
 import pandas as pd
 
-from .compare import chart, compare_table, experiment_for, pretty
+from . import tables
+from .compare import Scope, chart, compare_table, experiment_for
+from .context import Context
 from .errors import HarnessError
-from .tracking import TAG, require_store
+from .tracking import TAG
 
 
 @dataclass
@@ -25,28 +27,27 @@ class Section:
     images: list[tuple[str, Path]] = field(default_factory=list)  # (caption, file in the assets folder)
 
 
-def build_report(
-    root: Path,
-    out: Path,
-    fmt: str = "md",
-    source: str = "digits",
-    subset: Optional[int] = None,
-    metric: str = "best_val_accuracy",
-    tracking_uri: Optional[str] = None,
-) -> Path:
-    """Write the report to `out`, its images to `<out stem>_files/` beside it."""
-    if fmt not in ("md", "html"):
+REPORT_FORMATS = ("md", "html")
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in REPORT_FORMATS:
         raise HarnessError(f"--format {fmt!r}: use md or html")
-    store = require_store(root, tracking_uri)
-    experiment_id = experiment_for(store, source, subset)
+
+
+def build_report(ctx: Context, scope: Scope, out: Path, fmt: str = "md") -> Path:
+    """Write the report to `out`, its images to `<out stem>_files/` beside it."""
+    check_format(fmt)
+    store = ctx.reading_store()
+    experiment_id = experiment_for(store, scope.source, scope.subset)
+    table, evidence = compare_table(ctx, scope)
+    if table.empty:
+        raise HarnessError(f"no finished runs on {scope.source!r} to report")
     assets = out.parent / f"{out.stem}_files"
     if assets.exists():
         shutil.rmtree(assets)
     assets.mkdir(parents=True)
-    table, evidence = compare_table(root, source=source, subset=subset, metric=metric, tracking_uri=tracking_uri)
-    if table.empty:
-        raise HarnessError(f"no finished runs on {source!r} to report")
-    sections = [_history(table, metric, assets)]
+    sections = [_history(table, scope.metric, assets)]
     sections.append(_curves(store, table, assets))
     tuning = _tuning(store, experiment_id)
     if tuning is not None:
@@ -54,7 +55,7 @@ def build_report(
     final = _final(store, experiment_id, assets)
     if final is not None:
         sections.append(final)
-    title = f"Ablation study on {source}" + (f" (subset {subset})" if subset else "")
+    title = f"Ablation study on {scope.source}" + (f" (subset {scope.subset})" if scope.subset else "")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(_markdown(title, sections, out) if fmt == "md" else _html(title, sections, out))
     return out
@@ -68,7 +69,9 @@ def _history(table: pd.DataFrame, metric: str, assets: Path) -> Section:
         "to the parent entry, Welch's t-test p-value where both have two or more seeds, and the "
         f"report's own figure. Runs used (latest finished per entry): {runs}."
     )
-    return Section("History", text, pretty(table, table.columns[2]), [("The history (report's claims in red)", image)])
+    return Section(
+        "History", text, tables.comparison(table, table.columns[2]), [("The history (report's claims in red)", image)]
+    )
 
 
 def _curves(store, table: pd.DataFrame, assets: Path) -> Section:
@@ -92,21 +95,27 @@ def _tuning(store, experiment_id: str) -> Optional[Section]:
     rows = []
     for run in studies:
         tags, metrics = run.data.tags, run.data.metrics
-        best = {k[len(f"{TAG}best."):]: v for k, v in tags.items() if k.startswith(f"{TAG}best.")}
-        rows.append({
-            "study": tags.get(f"{TAG}study", run.info.run_name),
-            "trials": int(metrics.get("trials", 0)),
-            "pruned": int(metrics.get("trials_pruned", 0)),
-            "epochs spent": int(metrics.get("epochs_spent", 0)),
-            "best value": f"{metrics['best_value']:.4f}" if "best_value" in metrics else "",
-            "best params": ", ".join(f"{k}={v}" for k, v in best.items()),
-            "run": run.info.run_id,
-        })
-    return Section("Tuning", "Optuna studies on this dataset (trial 0 of each is the entry itself).", pd.DataFrame(rows))
+        best = {k[len(f"{TAG}best.") :]: v for k, v in tags.items() if k.startswith(f"{TAG}best.")}
+        rows.append(
+            {
+                "study": tags.get(f"{TAG}study", run.info.run_name),
+                "trials": int(metrics.get("trials", 0)),
+                "pruned": int(metrics.get("trials_pruned", 0)),
+                "epochs spent": int(metrics.get("epochs_spent", 0)),
+                "best value": f"{metrics['best_value']:.4f}" if "best_value" in metrics else "",
+                "best params": ", ".join(f"{k}={v}" for k, v in best.items()),
+                "run": run.info.run_id,
+            }
+        )
+    return Section(
+        "Tuning", "Optuna studies on this dataset (trial 0 of each is the entry itself).", pd.DataFrame(rows)
+    )
 
 
 def _final(store, experiment_id: str, assets: Path) -> Optional[Section]:
-    finals = store.runs([experiment_id], f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'final'", max_results=1)
+    finals = store.runs(
+        [experiment_id], f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'final'", max_results=1
+    )
     if not finals:
         return None
     run = finals[0]
@@ -128,7 +137,8 @@ def _final(store, experiment_id: str, assets: Path) -> Optional[Section]:
     text = (
         f"Selected entry: {tags.get(f'{TAG}entry')} ({tags.get(f'{TAG}selected_by', '')}), model of run "
         f"{tags.get(f'{TAG}source_run')}, tested once on the test split in run {run.info.run_id}: "
-        f"accuracy {metrics.get('test_accuracy', float('nan')):.4f}, loss {metrics.get('test_loss', float('nan')):.4f}. "
+        f"accuracy {metrics.get('test_accuracy', float('nan')):.4f}, "
+        f"loss {metrics.get('test_loss', float('nan')):.4f}. "
         f"Registered as {tags.get(f'{TAG}registered', '(not registered)')}."
     )
     return Section("Final model", text, table, images)
@@ -139,19 +149,10 @@ def _markdown(title: str, sections: list[Section], out: Path) -> str:
     for section in sections:
         parts += [f"## {section.title}", "", section.text, ""]
         if section.table is not None:
-            parts += [_md_table(section.table), ""]
+            parts += [tables.markdown_table(section.table), ""]
         for caption, image in section.images:
             parts += [f"![{caption}]({image.relative_to(out.parent).as_posix()})", f"*{caption}*", ""]
     return "\n".join(parts)
-
-
-def _md_table(frame: pd.DataFrame) -> str:
-    if not isinstance(frame.index, pd.RangeIndex):
-        frame = frame.reset_index(names="")
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    rows = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
 
 
 def _html(title: str, sections: list[Section], out: Path) -> str:
@@ -162,6 +163,13 @@ def _html(title: str, sections: list[Section], out: Path) -> str:
             body.append(section.table.to_html(escape=True, index=not isinstance(section.table.index, pd.RangeIndex)))
         for caption, image in section.images:
             src = html.escape(image.relative_to(out.parent).as_posix())
-            body.append(f'<figure><img src="{src}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
-    style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+            body.append(
+                f'<figure><img src="{src}" alt="{html.escape(caption)}">'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}"
+    )
+    head = f"<meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>"
+    return f"<!doctype html><html><head>{head}</head><body>{''.join(body)}</body></html>"

@@ -17,8 +17,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from .ablation import Registry, Resolved, flatten, schema_keys
+from .entries import Registry, Resolved, flatten
 from .errors import HarnessError
+from .schema_help import schema_keys
+from .yamlio import yaml_scalar
 
 Number = Union[int, float]
 
@@ -51,7 +53,7 @@ def parse_search(resolved: Resolved, registry: Registry) -> list[Dimension]:
         dimension = _dimension(key, raw, label)
         for value in dimension.values_to_check():
             try:
-                registry.resolve(resolved.name, [*resolved.overrides, f"{key}={_yaml_scalar(value)}"])
+                registry.resolve(resolved.name, [*resolved.overrides, f"{key}={yaml_scalar(value)}"])
             except HarnessError as exc:
                 detail = str(exc).split(": ", 2)[-1]
                 raise HarnessError(f"{label}: {value!r} is not a valid value ({detail})") from None
@@ -84,7 +86,9 @@ def _dimension(key: str, raw: Any, label: str) -> Dimension:
         raise HarnessError(f"{label}: {kind} needs [low, high], got {bounds!r}")
     number = int if kind == "int" else (int, float)
     if any(isinstance(b, bool) or not isinstance(b, number) for b in bounds):
-        raise HarnessError(f"{label}: {kind} bounds must be {'integers' if kind == 'int' else 'numbers'}, got {bounds!r}")
+        raise HarnessError(
+            f"{label}: {kind} bounds must be {'integers' if kind == 'int' else 'numbers'}, got {bounds!r}"
+        )
     low, high = bounds
     if not low < high:
         raise HarnessError(f"{label}: empty or inverted range [{low}, {high}]")
@@ -110,26 +114,7 @@ def _hint(key: str, flat: dict[str, Any]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _yaml_scalar(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value) if not isinstance(value, str) else f"'{value}'"
-
-
 def current_values(resolved: Resolved, dimensions: list[Dimension]) -> dict[str, Any]:
     """The entry's own value of every searched key: the study's first trial."""
     flat = flatten(resolved.spec.model_dump(mode="json"))
     return {d.key: flat[d.key] for d in dimensions}
-
-
-def fits(dimension: Dimension, value: Any) -> bool:
-    """Whether the entry's own value lies inside the searched range (to enqueue it)."""
-    if dimension.kind == "categorical":
-        return value in dimension.choices
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return dimension.low <= value <= dimension.high

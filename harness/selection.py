@@ -4,15 +4,19 @@ tested once on the test split, recorded as a `final` run and registered as `cham
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import pandas as pd
 
-from .compare import Evidence, experiment_for, higher_is_better, history_order, latest_evidence, metric_key
+from .compare import Evidence, Scope, experiment_for, higher_is_better, history_order, latest_evidence
+from .context import Context
+from .entries import Registry
 from .errors import HarnessError
-from .tracking import TAG, require_store
+from .paths import metric_slug, slug
+from .tracking import TAG
 
 ALIAS = "champion"
 
@@ -35,8 +39,8 @@ class Selection:
 
 
 def registered_name(source: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in source).strip("-")
-    return f"harness-{cleaned}"
+    """The registered model of a dataset: harness-digits, harness-folder--data-cifar ..."""
+    return "harness-" + slug(source, 200, keep="-_", fill="-").strip("-")
 
 
 def per_class_table(report: dict) -> pd.DataFrame:
@@ -69,38 +73,40 @@ def format_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def select(
-    root: Path,
-    names: Optional[Sequence[str]] = None,
-    metric: str = "best_val_accuracy",
-    source: str = "digits",
-    subset: Optional[int] = None,
-    tracking_uri: Optional[str] = None,
-    echo=print,
-) -> Selection:
-    """Pick, test once, record, register. Raises HarnessError when there is nothing to pick."""
-    from .ablation import Registry
+@dataclass(frozen=True)
+class Pick:
+    """The entry selected on validation, its evidence, and the seed run whose model is taken."""
 
-    key = metric_key(metric)
-    registry = Registry(root)
+    name: str
+    evidence: Evidence
+    source_run_id: str
+
+
+def select(ctx: Context, scope: Scope, names: Optional[Sequence[str]] = None) -> Selection:
+    """Pick, test once, record, register. Raises HarnessError when there is nothing to pick."""
+    key = scope.key
+    registry = Registry(ctx.root)
     order = history_order(registry, names, None)
-    store = require_store(root, tracking_uri)
-    experiment_id = experiment_for(store, source, subset)
+    store = ctx.reading_store()
+    experiment_id = experiment_for(store, scope.source, scope.subset)
     evidence = {n: e for n in order if (e := latest_evidence(store, experiment_id, n)) is not None}
     if not evidence:
-        raise HarnessError(f"no finished runs to select from on {source!r}; run-ablation some entries first")
+        raise HarnessError(f"no finished runs to select from on {scope.source!r}; run-ablation some entries first")
     missing = [n for n, e in evidence.items() if key not in e.values]
     if missing:
-        raise HarnessError(f"--metric {metric!r}: not recorded for {', '.join(missing)}")
+        raise HarnessError(f"--metric {scope.metric!r}: not recorded for {', '.join(missing)}")
     better = max if higher_is_better(key) else min
     best_name = better(evidence, key=lambda n: evidence[n].mean(key))
     best = evidence[best_name]
-    source_run_id = _best_member(store, best, key)
+    pick = Pick(best_name, best, _best_member(store, best, key))
     candidates = pd.DataFrame(
         [{"entry": n, key: e.mean(key), "std": e.std(key), "n": e.n(key)} for n, e in evidence.items()]
     )
-    echo(f"selected {best_name}: {key} {best.mean(key):.4f} +/- {best.std(key):.4f} (n={best.n(key)}); model of run {source_run_id}")
-    return _test_and_register(root, store, experiment_id, best_name, best, source_run_id, key, source, candidates, echo)
+    ctx.echo(
+        f"selected {best_name}: {key} {best.mean(key):.4f} +/- {best.std(key):.4f} (n={best.n(key)}); "
+        f"model of run {pick.source_run_id}"
+    )
+    return _test_and_register(ctx, scope, pick, candidates)
 
 
 def _best_member(store, evidence: Evidence, key: str) -> str:
@@ -110,27 +116,49 @@ def _best_member(store, evidence: Evidence, key: str) -> str:
     return better(runs, key=lambda r: r.data.metrics.get(key, float("nan"))).info.run_id
 
 
-def _test_and_register(root, store, experiment_id, name, evidence, source_run_id, key, source, candidates, echo) -> Selection:
+def _load_model(store, pick: Pick, folder: Path):
+    """The picked run's model.keras, loaded in Keras's safe mode."""
+    import keras
+
+    from . import model as _model  # noqa: F401 - registers the harness's custom layers
+
+    try:
+        local = store.client.download_artifacts(pick.source_run_id, "model.keras", str(folder))
+    except Exception as exc:  # noqa: BLE001 - missing artifact or unreachable store
+        raise HarnessError(f"run {pick.source_run_id} of {pick.name} has no model.keras artifact ({exc})") from None
+    try:
+        return keras.saving.load_model(local, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - Keras refuses unsafe or damaged files with several types
+        raise HarnessError(
+            f"run {pick.source_run_id} of {pick.name}: its model.keras cannot be loaded safely "
+            f"({str(exc).splitlines()[0][:200]})"
+        ) from None
+
+
+def _test_and_register(ctx: Context, scope: Scope, pick: Pick, candidates: pd.DataFrame) -> Selection:
+    from .quiet import load_keras
+
+    load_keras()
     import keras
     import mlflow
 
     from . import data as data_module
-    from . import model as _model  # noqa: F401 - registers the harness's custom layers
     from .evaluate import evaluate
     from .plots import confusion_matrix
 
+    store, key, name, evidence, source_run_id = (
+        ctx.writable_store,
+        scope.key,
+        pick.name,
+        pick.evidence,
+        pick.source_run_id,
+    )
+    experiment_id = experiment_for(store, scope.source, scope.subset)
     source_run = store.client.get_run(source_run_id)
     with tempfile.TemporaryDirectory(prefix="harness-select-") as tmp:
         folder = Path(tmp)
-        try:
-            local = store.client.download_artifacts(source_run_id, "model.keras", str(folder))
-        except Exception as exc:  # noqa: BLE001 - missing artifact or unreachable store
-            raise HarnessError(f"run {source_run_id} of {name} has no model.keras artifact ({exc})") from None
-        try:
-            model = keras.saving.load_model(local, safe_mode=True)
-        except Exception as exc:  # noqa: BLE001 - Keras refuses unsafe or damaged files with several types
-            raise HarnessError(f"run {source_run_id} of {name}: its model.keras cannot be loaded safely ({str(exc).splitlines()[0][:200]})") from None
-        test, class_names = data_module.load_test(source)
+        model = _load_model(store, pick, folder)
+        test, class_names = data_module.load_test(scope.source)
         result = evaluate(model, test, class_names)
         table = per_class_table(result.report)
         tags = {
@@ -140,19 +168,20 @@ def _test_and_register(root, store, experiment_id, name, evidence, source_run_id
             f"{TAG}selected_by": f"{key} {evidence.mean(key):.4f} +/- {evidence.std(key):.4f} (n={evidence.n(key)})",
             f"{TAG}spec_fingerprint": source_run.data.tags.get(f"{TAG}spec_fingerprint", ""),
             f"{TAG}dataset_fingerprint": source_run.data.tags.get(f"{TAG}dataset_fingerprint", ""),
-            f"{TAG}dataset": source,
+            f"{TAG}dataset": scope.source,
         }
-        model_name = registered_name(source)
+        model_name = registered_name(scope.source)
         with store.run(experiment_id, f"final {name}", tags) as run:
             run_id = run.info.run_id
             metrics = result.metrics("test")
             for label, row in table.iterrows():
-                slug = "".join(c if c.isalnum() else "_" for c in str(label).lower())
                 for column in ("Precision", "Recall", "F1-Score", "Support"):
                     if row[column] is not None and not pd.isna(row[column]):
-                        metrics[f"test_{column.lower().replace('-', '')}_{slug}"] = float(row[column])
+                        metrics[f"test_{column.lower().replace('-', '')}_{metric_slug(label)}"] = float(row[column])
             metrics[f"selected_{key}_mean"] = evidence.mean(key)
-            store.log(run_id, params={"entry": name, "source_run": source_run_id, "selection_metric": key}, metrics=metrics)
+            store.log(
+                run_id, params={"entry": name, "source_run": source_run_id, "selection_metric": key}, metrics=metrics
+            )
             (folder / "classification_report.txt").write_text(format_table(table) + "\n")
             table.to_csv(folder / "per_class.csv")
             confusion_matrix(result.confusion, class_names, f"{name}: test", folder / "confusion_matrix.png")
@@ -162,14 +191,32 @@ def _test_and_register(root, store, experiment_id, name, evidence, source_run_id
             signature = mlflow.models.infer_signature(sample, model.predict(sample, verbose=0))
             with store.fluent(), mlflow.start_run(run_id=run_id, nested=False):
                 info = mlflow.keras.log_model(
-                    model, name="model", registered_model_name=model_name, signature=signature,
+                    model,
+                    name="model",
+                    registered_model_name=model_name,
+                    signature=signature,
                     pip_requirements=[f"keras=={keras.__version__}"],  # skips slow requirement inference
                 )
             version = str(info.registered_model_version)
             store.client.set_registered_model_alias(model_name, ALIAS, version)
             store.client.set_tag(run_id, f"{TAG}registered", f"{model_name} v{version} @{ALIAS}")
-    echo(f"test accuracy {result.accuracy:.4f}, loss {result.loss:.4f}; registered {model_name} version {version} as @{ALIAS} (run {run_id})")
-    echo(format_table(table))
-    return Selection(name, key, evidence.mean(key), evidence.std(key), evidence.n(key), source_run_id, run_id,
-                     model_name, version, result.accuracy, result.loss, table, candidates)
-
+    ctx.echo(
+        f"test accuracy {result.accuracy:.4f}, loss {result.loss:.4f}; registered {model_name} version {version} "
+        f"as @{ALIAS} (run {run_id})"
+    )
+    ctx.echo(format_table(table))
+    return Selection(
+        name,
+        key,
+        evidence.mean(key),
+        evidence.std(key),
+        evidence.n(key),
+        source_run_id,
+        run_id,
+        model_name,
+        version,
+        result.accuracy,
+        result.loss,
+        table,
+        candidates,
+    )

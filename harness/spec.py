@@ -21,8 +21,23 @@ class Strict(BaseModel):
 
 SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit
 ACTIVATIONS = (  # keras.activations that take no arguments
-    "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish", "tanh", "sigmoid",
-    "hard_sigmoid", "hard_silu", "softplus", "softsign", "exponential", "linear",
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "silu",
+    "swish",
+    "mish",
+    "tanh",
+    "sigmoid",
+    "hard_sigmoid",
+    "hard_silu",
+    "softplus",
+    "softsign",
+    "exponential",
+    "linear",
 )
 MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")  # what fit logs each epoch
 
@@ -56,7 +71,7 @@ class BlockSpec(Strict):
 
 class DenseSpec(Strict):
     units: int = Field(ge=1, le=65536)
-    l2: Optional[float] = Field(None, ge=0.0)  # kernel regularizer factor
+    l2: Optional[float] = Field(None, ge=0.0, le=10.0)  # kernel regularizer factor
     batch_norm: Optional[bool] = None  # None: follow model.batch_norm
     dropout: Optional[float] = Field(None, ge=0.0, lt=1.0)  # after the activation
 
@@ -92,14 +107,14 @@ class ModelSpec(Strict):
 
 class OptimizerSpec(Strict):
     name: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"  # the lab model's optimizer
-    learning_rate: float = Field(0.01, gt=0.0)  # Keras's SGD default
+    learning_rate: float = Field(0.01, gt=0.0, le=10.0)  # Keras's SGD default; above 10 every optimizer diverges
     momentum: float = Field(0.0, ge=0.0, lt=1.0)  # SGD and RMSprop only
-    weight_decay: Optional[float] = Field(None, ge=0.0)  # AdamW and friends
+    weight_decay: Optional[float] = Field(None, ge=0.0, le=1.0)  # AdamW and friends; a fraction per step
 
 
 class LossSpec(Strict):
     name: Literal["crossentropy", "focal"] = "crossentropy"
-    gamma: float = Field(2.0, ge=0.0)  # focal only; the report's value
+    gamma: float = Field(2.0, ge=0.0, le=20.0)  # focal only; the report's value (beyond ~10 the loss is 0)
     alpha: float = Field(0.25, gt=0.0, le=1.0)  # focal only; the report's value
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
 
@@ -117,13 +132,14 @@ class LRScheduleSpec(Strict):
     monitor: Literal[MONITORS] = "val_loss"  # type: ignore[valid-type]  # Keras's default
     factor: float = Field(0.5, gt=0.0, lt=1.0)
     patience: int = Field(3, ge=0)
-    min_lr: float = Field(1e-6, ge=0.0)
+    min_lr: float = Field(1e-6, ge=0.0, le=10.0)
     min_delta: float = Field(1e-4, ge=0.0)  # Keras's default: smaller changes are no improvement
 
 
 class ClassWeightSpec(Strict):
     mode: Literal["balanced"] = "balanced"  # scikit-learn's compute_class_weight
-    boost: dict[Union[int, str], Annotated[float, Field(gt=0.0)]] = Field(default_factory=dict)  # class -> multiplier
+    # class (index or name) -> factor on its balanced weight; the report doubles cat and dog
+    boost: dict[Union[int, str], Annotated[float, Field(gt=0.0, le=1000.0)]] = Field(default_factory=dict)
 
 
 class TrainingSpec(Strict):
@@ -151,7 +167,7 @@ class Spec(Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Spec":
+    def _consistent(self) -> Spec:
         arch, pretrained = self.model.arch, self.model.pretrained
         if pretrained is not None and arch == "cnn":
             raise ValueError("model.pretrained: the cnn arch is always built from scratch")

@@ -14,24 +14,22 @@ import logging
 import os
 import socket
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from . import paths
-from .errors import HarnessError
+from .errors import HarnessError, describe, first_line
 from .interrupts import GUARD
+from .store_uri import check_uri, sqlite_path
 
 TAG = "harness."  # prefix of the harness's own tags, apart from MLflow's
 PARAMS_PER_CALL = 100  # MLflow's log_batch limit for params
 METRICS_PER_CALL = 1000  # and for metrics
-PROBE_SECONDS = 5  # a tracking server that does not answer /health within this is down
-SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 
 def default_tracking_uri(root: Path) -> str:
@@ -43,33 +41,6 @@ def default_tracking_uri(root: Path) -> str:
 def experiment_name(source: str, subset: Optional[int]) -> str:
     """One experiment per dataset: runs on different data are never compared."""
     return source if subset is None else f"{source} (subset {subset})"
-
-
-def check_uri(uri: str) -> None:
-    """A tracking URI the harness can use, else a one-line HarnessError: a known scheme, an
-    existing folder for SQLite, a server that answers within PROBE_SECONDS."""
-    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
-    if scheme not in SCHEMES:
-        raise HarnessError(
-            f"tracking URI {uri!r}: use sqlite:///PATH, http(s)://HOST:PORT of an MLflow server, or postgresql://..."
-        )
-    if scheme == "sqlite":
-        path = sqlite_path(uri)
-        if path and not Path(path).parent.is_dir():
-            raise HarnessError(f"tracking URI {uri!r}: folder {Path(path).parent} does not exist")
-    if scheme in ("http", "https"):
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_SECONDS) as response:
-                response.read(64)
-        except urllib.error.HTTPError:
-            return  # it answers: not every server exposes /health
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise HarnessError(f"tracking URI {uri}: no MLflow server answers ({reason})") from None
-
-
-def sqlite_path(uri: str) -> str:
-    return uri.split("sqlite:///", 1)[-1].split("?", 1)[0] if uri.startswith("sqlite:///") else ""
 
 
 class Store:
@@ -93,7 +64,8 @@ class Store:
         except HarnessError:
             raise
         except Exception as exc:  # noqa: BLE001 - drivers, SQLite and HTTP fail in many ways
-            raise HarnessError(f"tracking store {_where(self.uri)}: cannot open ({_first_line(exc)})") from None
+            where = sqlite_path(self.uri) or self.uri
+            raise HarnessError(f"tracking store {where}: cannot open ({first_line(exc)})") from None
 
     def _open_client(self) -> MlflowClient:
         client = MlflowClient(self.uri)
@@ -217,7 +189,9 @@ class Store:
             with GUARD.on_emergency(lambda reason: self._end(run_id, "KILLED", reason)):
                 yield run
         except BaseException as exc:
-            status = getattr(exc, "mlflow_status", None) or ("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            status = getattr(exc, "mlflow_status", None) or (
+                "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            )
             reason = getattr(exc, "reason", None) or describe(exc)
             with contextlib.suppress(Exception):
                 self.log(run_id, tags=getattr(exc, "mlflow_tags", None))
@@ -305,29 +279,13 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def describe(exc: BaseException) -> str:
-    """An exception as one line: its type and the first line of its message."""
-    return f"{type(exc).__name__}: {_first_line(exc)}" if str(exc) else type(exc).__name__
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= 300 else line[:297] + "..."
-
-
-def _where(uri: str) -> str:
-    return sqlite_path(uri) or uri
-
-
 def _text(value: Any) -> str:
     text = "None" if value is None else str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
 
 
-def require_store(root: Path, tracking_uri: Optional[str]) -> Store:
-    """A Store for reading: a missing local store is a HarnessError, not a new empty one."""
+def require_store(root: Path, tracking_uri: Optional[str]) -> None:
+    """For reading: a missing local store is a HarnessError, not a new empty one."""
     uri = tracking_uri or default_tracking_uri(root)
     if uri.startswith("sqlite:") and not Path(sqlite_path(uri)).is_file():
         raise HarnessError(f"no runs yet: {sqlite_path(uri)} does not exist")
-    return Store(root, uri)

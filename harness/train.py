@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import keras
 import numpy as np
@@ -121,22 +122,11 @@ def class_weights(spec: Spec, labels: np.ndarray, class_names: list[str]) -> Opt
     weights = dict(zip(present.tolist(), compute_class_weight(cw.mode, classes=present, y=labels)))
     weights = {int(c): float(weights.get(c, 1.0)) for c in classes}
     for key, factor in cw.boost.items():
-        index = class_index(key, class_names)
-        weights[index] *= factor
+        if not data_module.is_class(key, class_names):
+            raise HarnessError(f"training.class_weight.boost: no class {key!r} (classes: {', '.join(class_names)})")
+        by_index = isinstance(key, int) or (key.isdigit() and key not in class_names)
+        weights[int(key) if by_index else class_names.index(key)] *= factor
     return weights
-
-
-def class_index(key, class_names: list[str]) -> int:
-    """A class given by index or name -> its index; unknown classes are a HarnessError."""
-    if isinstance(key, int) or (isinstance(key, str) and key.isdigit() and key not in class_names):
-        index = int(key)
-        if 0 <= index < len(class_names):
-            return index
-    elif key in class_names:
-        return class_names.index(key)
-    raise HarnessError(
-        f"training.class_weight.boost: no class {key!r} in this dataset (classes: {', '.join(class_names)})"
-    )
 
 
 def core_callbacks(spec: Spec) -> list[keras.callbacks.Callback]:
@@ -188,19 +178,17 @@ def fit(
     *,
     verbose: Any = None,
     initial_epoch: int = 0,
-    core: Optional[Sequence[keras.callbacks.Callback]] = None,
 ) -> FitResult:
     """Train `model` on `data` as the spec says, from `initial_epoch` (a resumed run).
-    `core` are the early-stopping and scheduler callbacks (made here when not given; a
-    checkpoint that restores their counters must be given the same objects).
+    Early stopping and the LR schedule come from the spec (core_callbacks) unless
+    `callbacks` holds its own: a checkpoint that restores their counters passes them in.
     Raises TrainingDiverged on a NaN loss and Interrupted once a signal arrived."""
     t = spec.training
-    train, steps = data_module.training_batches(
-        data.train, data.num_classes, t.batch_size, t.pipeline, t.seed, initial_epoch, t.epochs
-    )
+    train, steps = data_module.training_batches(data.train, data.num_classes, t, initial_epoch)
     val = data_module.evaluation_batches(data.val, data.num_classes, t.batch_size, t.pipeline)
     timer, nan_guard = EpochTimer(), StopOnNaN()
-    core = list(core_callbacks(spec) if core is None else core)
+    stateful = (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau)
+    core = [] if any(isinstance(c, stateful) for c in callbacks) else core_callbacks(spec)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()

@@ -57,10 +57,35 @@ def run_cli(args, cwd, env=None, timeout=600, **kwargs) -> subprocess.CompletedP
     )
 
 
+@pytest.fixture
+def harness_cli(monkeypatch, capsys):
+    """`harness ARGS` run in this process (harness.cli.run, the console script minus its
+    process exit): the same parsing, checks and messages, without a new interpreter, for
+    the many tables of bad input. Tests of what only a process shows (signals, imports,
+    exit statuses as a shell sees them) use run_cli."""
+    from harness.cli import run
+
+    def call(args, project) -> subprocess.CompletedProcess:
+        monkeypatch.setenv("HARNESS_ROOT", str(project))
+        capsys.readouterr()
+        code = run(list(args))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
+
+    return call
+
+
 def interruptible() -> None:
     """preexec_fn for a child a test will Ctrl-C: a shell that runs the suite in the background
     (job control off) starts it with SIGINT ignored, and Python keeps an inherited SIG_IGN."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def quiet(project: Path):
+    """A Context for in-process calls: the project, its local store, no printing."""
+    from harness.context import Context
+
+    return Context(project, echo=lambda _: None, verbose=0)
 
 
 def write_entry(project: Path, name: str, text: str) -> Path:

@@ -14,7 +14,14 @@ import pytest
 from tests.conftest import REPO
 
 PROBE = """
-import sys, runpy
+import os, sys, runpy
+
+
+def exit_without_finalising(code):  # the CLI ends with os._exit; raise instead, to look around
+    raise SystemExit(code)
+
+
+os._exit = exit_without_finalising
 sys.argv = ["harness", *{args!r}]
 try:
     runpy.run_module("harness", run_name="__main__")
@@ -27,7 +34,9 @@ print("HEAVY:" + ",".join(heavy), file=sys.stderr)
 
 @pytest.mark.parametrize("args", [["--help"], ["list"], ["show", "final"], ["show", "final", "--diff"]])
 def test_fast_commands_import_no_tensorflow_and_answer_in_under_a_second(project, args):
-    result = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], cwd=project, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE.format(args=args)], cwd=project, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert "HEAVY:\n" in result.stderr + "\n", result.stderr
     timings = []
@@ -53,7 +62,7 @@ sys.meta_path.insert(0, NoTensorFlow())
 import keras
 assert keras.backend.backend() == "jax", keras.backend.backend()
 from harness import data, train
-from harness.ablation import Registry
+from harness.entries import Registry
 spec = Registry({root!r}).resolve("final", ["data.subset=240", "training.epochs=2"]).spec
 dataset = data.load("digits", 0.25, 240, 0)
 model = train.build(spec, dataset)
@@ -64,10 +73,13 @@ print("JAX-OK", model.count_params(), result.history["val_accuracy"])
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed (CI need not install it)")
 def test_the_final_entry_trains_on_the_jax_backend_without_tensorflow():
     env = {**os.environ, "KERAS_BACKEND": "jax"}
-    result = subprocess.run([sys.executable, "-c", JAX_SCRIPT.format(root=str(REPO))], capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", JAX_SCRIPT.format(root=str(REPO))], capture_output=True, text=True, env=env, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "JAX-OK" in result.stdout
 
@@ -82,13 +94,14 @@ def test_auto_precision_follows_the_device():
     assert auto_precision("cpu", "jax", frozenset({"amx_bf16"})) == "float32"  # measured under TensorFlow only
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_keeps_the_output_layer_in_float32(precision):
     import keras
     import numpy as np
 
     from harness import data, train
-    from harness.ablation import Registry
+    from harness.entries import Registry
 
     spec = Registry(REPO).resolve("final", [f"training.precision={precision}", "data.subset=200"]).spec
     dataset = data.load("digits", 0.25, 200, 0)
@@ -97,7 +110,9 @@ def test_mixed_precision_keeps_the_output_layer_in_float32(precision):
         compute = {layer.dtype_policy.compute_dtype for layer in model.layers if layer.weights}
         assert compute == {precision.removeprefix("mixed_")}
         assert {w.dtype for w in model.weights} == {"float32"}  # variables stay float32
-        assert type(model.layers[-1]).__name__ == "Activation" and model.layers[-1].dtype_policy.compute_dtype == "float32"
+        assert (
+            type(model.layers[-1]).__name__ == "Activation" and model.layers[-1].dtype_policy.compute_dtype == "float32"
+        )
         assert model.predict(dataset.val.x[:8], verbose=0).dtype == np.float32
     finally:
         keras.mixed_precision.set_global_policy("float32")  # the global policy back for later tests

@@ -30,10 +30,16 @@ def test_list_prints_the_lineage_tree_with_descriptions(project):
     result = run_cli(["list"], project, env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    order = [next(i for i, line in enumerate(lines) if f" {name} " in line) for name in ("baseline", "adam", "final", "resnet50")]
+    order = [
+        next(i for i, line in enumerate(lines) if f" {name} " in line)
+        for name in ("baseline", "adam", "final", "resnet50")
+    ]
     assert order == sorted(order)
     assert "The lab model the report started from" in result.stdout
-    indent = {name: next(line.index(name) for line in lines if f" {name} " in line) for name in ("baseline", "adam", "final", "vgg16")}
+    indent = {
+        name: next(line.index(name) for line in lines if f" {name} " in line)
+        for name in ("baseline", "adam", "final", "vgg16")
+    }
     assert indent["baseline"] < indent["adam"] < indent["final"] < indent["vgg16"]
 
 
@@ -58,25 +64,37 @@ def test_show_diff_gives_only_the_changes(project):
 
 
 BAD_ENTRIES = {
-    "unknown_key": ("extends: baseline\nmodel:\n  blok: []\n", ["ablations/unknown_key.yaml", "model.blok", "did you mean 'blocks'"]),
-    "unknown_section": ("extends: baseline\nmodle: {}\n", ["ablations/unknown_section.yaml", "'modle'", "did you mean 'model'"]),
-    "wrong_type": ("extends: baseline\ntraining:\n  epochs: many\n", ["ablations/wrong_type.yaml", "training.epochs", "'many'"]),
+    "unknown_key": (
+        "extends: baseline\nmodel:\n  blok: []\n",
+        ["ablations/unknown_key.yaml", "model.blok", "did you mean 'blocks'"],
+    ),
+    "unknown_section": (
+        "extends: baseline\nmodle: {}\n",
+        ["ablations/unknown_section.yaml", "'modle'", "did you mean 'model'"],
+    ),
+    "wrong_type": (
+        "extends: baseline\ntraining:\n  epochs: many\n",
+        ["ablations/wrong_type.yaml", "training.epochs", "'many'"],
+    ),
     "malformed": ("extends: baseline\nmodel: [unclosed\n", ["ablations/malformed.yaml", "malformed YAML", "line"]),
     "missing_parent": ("extends: nowhere\n", ["ablations/missing_parent.yaml", "no entry 'nowhere'"]),
     "cycle_a": ("extends: cycle_b\n", ["cycle", "cycle_a", "cycle_b"]),
-    "bad_value": ("extends: baseline\noptimizer:\n  name: adamm\n", ["ablations/bad_value.yaml", "optimizer.name", "'adamm'"]),
+    "bad_value": (
+        "extends: baseline\noptimizer:\n  name: adamm\n",
+        ["ablations/bad_value.yaml", "optimizer.name", "'adamm'"],
+    ),
     "duplicate": ("extends: baseline\nmodel: {}\nmodel: {}\n", ["ablations/duplicate.yaml", "duplicate key 'model'"]),
 }
 
 
 @pytest.mark.parametrize("name", sorted(BAD_ENTRIES))
-def test_bad_entries_are_one_line_errors_and_write_nothing(project, name):
+def test_bad_entries_are_one_line_errors_and_write_nothing(project, name, harness_cli):
     text, fragments = BAD_ENTRIES[name]
     write_entry(project, name, text)
     if name == "cycle_a":
         write_entry(project, "cycle_b", "extends: cycle_a\n")
     for verb in (["show", name], ["run-ablation", name]):
-        assert_one_line_error(run_cli(verb, project), *fragments)
+        assert_one_line_error(harness_cli(verb, project), *fragments)
     assert not (project / "mlruns").exists()
 
 
@@ -86,31 +104,50 @@ def test_bad_entries_are_one_line_errors_and_write_nothing(project, name):
         (["run-ablation", "focal_los"], ["unknown entry 'focal_los'", "did you mean 'focal_loss'"]),
         (["run-ablation", "../etc/passwd"], ["bad entry name"]),
         (["run-ablation", "baseline", "--set", "training.epochs"], ["bad --set", "key=value"]),
-        (["run-ablation", "baseline", "--set", "trainng.epochs=3"], ["unknown section 'trainng'", "did you mean 'training'"]),
-        (["run-ablation", "baseline", "--set", "training.epoch=3"], ["--set", "training.epoch", "did you mean 'epochs'"]),
+        (
+            ["run-ablation", "baseline", "--set", "trainng.epochs=3"],
+            ["unknown section 'trainng'", "did you mean 'training'"],
+        ),
+        (
+            ["run-ablation", "baseline", "--set", "training.epoch=3"],
+            ["--set", "training.epoch", "did you mean 'epochs'"],
+        ),
         (["run-ablation", "baseline", "--set", "training.epochs=-1"], ["--set", "training.epochs"]),
         (["run-ablation", "baseline", "--dataset", "mnist"], ["data.source", "unknown dataset 'mnist'"]),
         (["run-ablation", "baseline", "--dataset", "folder:/nonexistent"], ["folder:/nonexistent", "no train/ folder"]),
         (["run-ablation", "baseline", "--seeds", "x"], ["--seeds"]),
     ],
 )
-def test_bad_command_lines_are_one_line_errors_and_write_nothing(project, args, fragments):
-    assert_one_line_error(run_cli(args, project), *fragments)
+def test_bad_command_lines_are_one_line_errors_and_write_nothing(project, args, fragments, harness_cli):
+    assert_one_line_error(harness_cli(args, project), *fragments)
     assert not (project / "mlruns").exists()
 
 
+@pytest.mark.slow
 def test_offline_imagenet_weights_are_a_clear_error_before_any_run(project, tmp_path):
-    result = run_cli(["run-ablation", "vgg16", "--epochs", "1", "--set", "data.subset=100"], project,
-                     env={"KERAS_HOME": str(tmp_path / "keras")})
-    assert_one_line_error(result, "model.pretrained", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "model.pretrained=null")
-    assert not (project / "mlruns" / "mlflow.db").exists() or not MlflowClient(default_tracking_uri(project)).search_runs(["1"])
+    result = run_cli(
+        ["run-ablation", "vgg16", "--epochs", "1", "--set", "data.subset=100"],
+        project,
+        env={"KERAS_HOME": str(tmp_path / "keras")},
+    )
+    assert_one_line_error(
+        result, "model.pretrained", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "model.pretrained=null"
+    )
+    assert not (project / "mlruns" / "mlflow.db").exists() or not MlflowClient(
+        default_tracking_uri(project)
+    ).search_runs(["1"])
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_the_run_killed_with_status_130(project):
     process = subprocess.Popen(
         [sys.executable, "-m", "harness", "run-ablation", "extra_blocks", "--epochs", "50"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=interruptible,
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=interruptible,
     )
     deadline = time.time() + 120
     for line in process.stdout:

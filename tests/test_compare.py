@@ -3,22 +3,26 @@ tiny entries over digits with two seeds each, all read back from the real MLflow
 
 from __future__ import annotations
 
+import io
 import shutil
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from scipy.stats import ttest_ind
 
 from harness import runner
-from harness.ablate import leave_one_out
-from harness.ablation import Registry
-from harness.compare import compare_table, render
+from harness.compare import Scope, compare_table, render
+from harness.entries import Registry
+from harness.leave_one_out import leave_one_out
 from harness.report import build_report
 from harness.selection import select
 from harness.tracking import Store, default_tracking_uri
-from tests.conftest import REPO, run_cli, write_entry
+from tests.conftest import REPO, quiet, run_cli, write_entry
+
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
 CHAIN = {
     "tiny": """\
@@ -33,7 +37,7 @@ report: {val_accuracy: 0.5}
     "tiny_wide": "extends: tiny_adam\ndescription: Twice the filters.\nmodel: {blocks: [{filters: 8, convs: 1}]}\n",
 }
 SEEDS = [0, 1]
-QUIET = {"echo": lambda _: None, "verbose": 0}
+SUBSET = Scope("digits", 300)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +46,7 @@ def study(tmp_path_factory):
     shutil.copytree(REPO / "ablations", project / "ablations")
     for name, text in CHAIN.items():
         write_entry(project, name, text)
-    groups = {name: runner.run_ablation(project, name, seeds=SEEDS, **QUIET) for name in CHAIN}
+    groups = {name: runner.run_ablation(quiet(project), name, seeds=SEEDS) for name in CHAIN}
     return project, groups
 
 
@@ -66,38 +70,61 @@ def test_seed_group_logs_mean_std_n_of_its_children(study):
 
 def test_compare_delta_is_the_difference_of_means_and_p_is_scipys(study):
     project, groups = study
-    table, _ = compare_table(project, chain="tiny_wide", source="digits", subset=300)
+    table, _ = compare_table(quiet(project), SUBSET, chain="tiny_wide")
     assert list(table["entry"]) == ["tiny", "tiny_adam", "tiny_wide"]
     adam, _, _ = seed_values(project, groups["tiny_adam"].run_id)
     sgd, _, _ = seed_values(project, groups["tiny"].run_id)
     row = table.set_index("entry").loc["tiny_adam"]
     assert row["best_val_accuracy"] == pytest.approx(np.mean(adam))
     assert row["delta"] == pytest.approx(np.mean(adam) - np.mean(sgd))
-    expected = ttest_ind(adam, sgd, equal_var=False).pvalue
-    if np.isnan(expected):
-        assert row["p_value"] is None or np.isnan(row["p_value"])
-    else:
-        assert row["p_value"] == pytest.approx(expected)
+    expected = ttest_ind(adam, sgd, equal_var=False).pvalue  # NaN when both sides have no spread
+    assert pytest.approx(expected, nan_ok=True) == row["p_value"]
     assert row["n"] == 2
     assert "optimizer.name sgd -> adam" in row["change"]
     assert table.set_index("entry").loc["tiny"]["report"] == 0.5
-    assert np.isnan(table.set_index("entry").loc["tiny"]["delta"]) or table.set_index("entry").loc["tiny"]["delta"] is None
+    assert pd.isna(table.set_index("entry").loc["tiny"]["delta"])
 
 
 @pytest.mark.parametrize("fmt", ["table", "markdown", "csv", "html"])
 def test_compare_renders_every_format(study, fmt):
     project, _ = study
-    table, _ = compare_table(project, chain="tiny_wide", source="digits", subset=300)
+    table, _ = compare_table(quiet(project), SUBSET, chain="tiny_wide")
     text = render(table, "best_val_accuracy", fmt)
-    assert "tiny_adam" in text and "tiny_wide" in text
+    lines = text.strip().splitlines()
+    if fmt == "csv":
+        back = pd.read_csv(io.StringIO(text))
+        assert list(back["entry"]) == ["tiny", "tiny_adam", "tiny_wide"]
+        assert {"best_val_accuracy", "std", "n", "delta", "p_value", "runs"} <= set(back.columns)
+    elif fmt == "markdown":
+        assert lines[0].startswith("| entry | change vs parent | best_val_accuracy |")
+        assert set(lines[1]) <= set("|-") and len(lines) == 2 + 3
+    elif fmt == "html":
+        assert text.startswith("<table") and text.count("<tr") == 1 + 3 and text.count("<th>") == 11
+    else:
+        assert lines[0].split()[:2] == ["entry", "change"] and len(lines) == 1 + 3
+    assert [e in text for e in ("tiny", "tiny_adam", "tiny_wide")] == [True] * 3
 
 
 def test_compare_cli_writes_the_table_and_the_chart(study, tmp_path):
     project, _ = study
     out = tmp_path / "history.md"
     chart = tmp_path / "history.png"
-    result = run_cli(["compare", "--chain", "tiny_wide", "--subset", "300", "--format", "markdown",
-                      "--out", str(out), "--chart", str(chart)], project)
+    result = run_cli(
+        [
+            "compare",
+            "--chain",
+            "tiny_wide",
+            "--subset",
+            "300",
+            "--format",
+            "markdown",
+            "--out",
+            str(out),
+            "--chart",
+            str(chart),
+        ],
+        project,
+    )
     assert result.returncode == 0, result.stderr
     assert "| tiny_adam |" in out.read_text()
     assert chart.read_bytes()[:4] == b"\x89PNG"
@@ -109,7 +136,7 @@ def test_compare_cli_writes_the_table_and_the_chart(study, tmp_path):
 def test_leave_one_out_reverts_each_step_and_reports_overwritten_ones(project):
     registry = Registry(project)
     variants = {v.step: v for v in leave_one_out(registry, "final", [])}
-    assert variants["adam"].overrides == ['optimizer.learning_rate=0.01', 'optimizer.name="sgd"']
+    assert variants["adam"].overrides == ["optimizer.learning_rate=0.01", 'optimizer.name="sgd"']
     assert variants["dropout"].runnable is False
     assert set(variants["dropout"].overwritten_by.values()) == {"final"}
     assert variants["augmentation"].overrides == ["model.augment=null"]
@@ -126,16 +153,16 @@ def test_ablate_cli_runs_variants_and_shows_contributions(study):
     assert "tiny_wide without tiny_adam" in result.stdout and "tiny_wide without tiny_wide" in result.stdout
     client = MlflowClient(default_tracking_uri(project))
     experiment = client.get_experiment_by_name("digits (subset 300)")
-    variants = client.search_runs([experiment.experiment_id], "tags.`harness.kind` = 'ablation'")
+    variants = client.search_runs([experiment.experiment_id], "tags.`harness.kind` = 'variant'")
     assert {r.data.tags["harness.variant"] for r in variants} == {"without tiny_adam", "without tiny_wide"}
-    table, _ = compare_table(project, chain="tiny_wide", source="digits", subset=300)
+    table, _ = compare_table(quiet(project), SUBSET, chain="tiny_wide")
     assert len(table) == 3  # variants never stand in for the entry itself
 
 
 def test_select_tests_once_registers_champion_and_report_shows_it(study, tmp_path):
     project, groups = study
-    selection = select(project, ["tiny", "tiny_adam", "tiny_wide"], source="digits", subset=300, echo=lambda _: None)
-    table, _ = compare_table(project, ["tiny", "tiny_adam", "tiny_wide"], source="digits", subset=300)
+    selection = select(quiet(project), SUBSET, ["tiny", "tiny_adam", "tiny_wide"])
+    table, _ = compare_table(quiet(project), SUBSET, ["tiny", "tiny_adam", "tiny_wide"])
     best = table.sort_values("best_val_accuracy", ascending=False).iloc[0]
     assert selection.entry == best["entry"]
     client = MlflowClient(default_tracking_uri(project))
@@ -150,12 +177,13 @@ def test_select_tests_once_registers_champion_and_report_shows_it(study, tmp_pat
     with Store(project).fluent():
         champion = mlflow.keras.load_model(f"models:/{selection.model_name}@champion")
     source_model = __import__("keras").saving.load_model(
-        client.download_artifacts(selection.source_run_id, "model.keras", str(tmp_path)), safe_mode=True)
+        client.download_artifacts(selection.source_run_id, "model.keras", str(tmp_path)), safe_mode=True
+    )
     for a, b in zip(champion.get_weights(), source_model.get_weights()):
         np.testing.assert_array_equal(a, b)
 
     out = tmp_path / "report.md"
-    build_report(project, out, "md", "digits", 300)
+    build_report(quiet(project), SUBSET, out, "md")
     text = out.read_text()
     assert "## History" in text and "| tiny_adam |" in text and "## Final model" in text
     assert selection.final_run_id in text and "Weighted Avg" in text
@@ -164,5 +192,5 @@ def test_select_tests_once_registers_champion_and_report_shows_it(study, tmp_pat
     for image in images:
         assert (out.parent / image).read_bytes()[:4] == b"\x89PNG"
     html = tmp_path / "report.html"
-    build_report(project, html, "html", "digits", 300)
+    build_report(quiet(project), SUBSET, html, "html")
     assert "<table" in html.read_text() and "report_files/history.png" in html.read_text()

@@ -40,7 +40,7 @@ def test_subset_is_stratified_and_changes_the_fingerprint():
 def _image_tree(root, classes=("cat", "dog"), per_class=12, size=6, test=False):
     rng = np.random.default_rng(0)
     for part in ("train", "test") if test else ("train",):
-        for label, name in enumerate(classes):
+        for name in classes:
             folder = root / part / name
             folder.mkdir(parents=True)
             for i in range(per_class):
@@ -67,7 +67,10 @@ def test_folder_source_decodes_once_and_caches(tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache").glob("folder-*-u8"))) == 2
     rewritten = tmp_path / "imgs" / "train" / "dog" / "000.png"
     Image.fromarray(np.full((6, 6, 3), 255, dtype=np.uint8)).save(rewritten)  # same name, new pixels
-    assert data.load(f"folder:{tmp_path / 'imgs'}", 0.25, None, 0).fingerprint not in (first.fingerprint, changed.fingerprint)
+    assert data.load(f"folder:{tmp_path / 'imgs'}", 0.25, None, 0).fingerprint not in (
+        first.fingerprint,
+        changed.fingerprint,
+    )
 
 
 def test_subset_of_a_folder_equals_the_subset_of_its_decoded_images(tmp_path, monkeypatch):
@@ -77,7 +80,10 @@ def test_subset_of_a_folder_equals_the_subset_of_its_decoded_images(tmp_path, mo
     small = data.load(source, 0.25, 20, 3)
     full = data.load(source, 0.25, None, 3)
     pool = np.concatenate([full.train.x, full.val.x])
-    rows = {row.tobytes(): label for row, label in zip(pool.reshape(len(pool), -1), np.concatenate([full.train.y, full.val.y]))}
+    rows = {
+        row.tobytes(): label
+        for row, label in zip(pool.reshape(len(pool), -1), np.concatenate([full.train.y, full.val.y]))
+    }
     taken = np.concatenate([small.train.x, small.val.x])
     labels = np.concatenate([small.train.y, small.val.y])
     assert len(taken) == 20 and np.bincount(labels).tolist() == [10, 10]

@@ -5,12 +5,26 @@ from __future__ import annotations
 
 import pytest
 
-from harness.ablation import Registry, diff_against_parent
+from harness.diffs import diff_against_parent
+from harness.entries import Registry
 from tests.conftest import ENTRIES, REPO
 
 HISTORY = [
-    "baseline", "same_padding", "batchnorm", "adam", "dropout", "early_stopping", "extra_blocks",
-    "dense_128", "batch_128", "l2", "lr_scheduler", "class_weights", "focal_loss", "augmentation", "final",
+    "baseline",
+    "same_padding",
+    "batchnorm",
+    "adam",
+    "dropout",
+    "early_stopping",
+    "extra_blocks",
+    "dense_128",
+    "batch_128",
+    "l2",
+    "lr_scheduler",
+    "class_weights",
+    "focal_loss",
+    "augmentation",
+    "final",
 ]
 TRANSFER = ["resnet50", "vgg16", "squeezenet"]
 

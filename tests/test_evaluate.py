@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from harness import data, train
-from harness.ablation import Registry
+from harness.entries import Registry
 from harness.evaluate import evaluate
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
 
 def test_one_pass_evaluation_matches_keras_evaluate():

@@ -14,9 +14,11 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from harness import tune as tuning
+from harness import best_entry
 from harness.tracking import default_tracking_uri
 from tests.conftest import interruptible, run_cli, write_entry
+
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
 SLOW = """\
 extends: baseline
@@ -31,8 +33,11 @@ search:
 
 def start(project, *args):
     return subprocess.Popen(
-        [sys.executable, "-m", "harness", *args], cwd=project, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "harness", *args],
+        cwd=project,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},  # see each epoch line as it is printed
         preexec_fn=interruptible,
     )
@@ -98,7 +103,7 @@ def test_ctrl_c_in_a_study_keeps_it_intact(project):
     process.send_signal(signal.SIGINT)
     process.wait(timeout=60)
     assert process.returncode == 130
-    study, _ = tuning.load_study(project, "slow", [], None)
+    study, _ = best_entry.load_study(project, "slow", [], None)
     states = [t.state for t in study.trials]
     assert optuna.trial.TrialState.RUNNING not in states
     _, runs = runs_of(project)
@@ -113,12 +118,12 @@ def test_a_killed_tune_worker_is_failed_retried_and_the_study_completes(project)
     wait_for(process, "Epoch 3/8")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    study, _ = tuning.load_study(project, "slow", [], None)
+    study, _ = best_entry.load_study(project, "slow", [], None)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING]
 
     result = run_cli(["tune", "slow", "--trials", "2", "--pruner", "none"], project)
     assert result.returncode == 0, result.stdout + result.stderr
-    study, _ = tuning.load_study(project, "slow", [], None)
+    study, _ = best_entry.load_study(project, "slow", [], None)
     states = [t.state for t in study.trials]
     assert states[0] == optuna.trial.TrialState.FAIL
     assert states.count(optuna.trial.TrialState.COMPLETE) == 2
@@ -149,7 +154,11 @@ def test_two_run_ablations_write_one_store_at_once(project):
 COUNTED = """\
 extends: baseline
 description: Counters that a resume must carry over.
-model: {blocks: [{filters: 8, convs: 1, dropout: 0.2}], padding: same, batch_norm: true, augment: {translate: 0.1, flip: horizontal}}
+model:
+  blocks: [{filters: 8, convs: 1, dropout: 0.2}]
+  padding: same
+  batch_norm: true
+  augment: {translate: 0.1, flip: horizontal}
 optimizer: {name: adam, learning_rate: 0.01}
 training:
   epochs: 12
@@ -231,10 +240,13 @@ def test_an_interrupted_trial_is_failed_and_queued_again(project):
     process.send_signal(signal.SIGTERM)
     rest = process.communicate(timeout=60)[0]
     assert process.returncode == 143, rest
-    study, _ = tuning.load_study(project, "slow", [], None)
+    study, _ = best_entry.load_study(project, "slow", [], None)
     states = [t.state for t in study.trials]
     assert states[0] == optuna.trial.TrialState.FAIL and optuna.trial.TrialState.RUNNING not in states
     assert states[1] == optuna.trial.TrialState.WAITING
-    assert study.trials[1].params == study.trials[0].params or study.trials[1].system_attrs.get("fixed_params") == study.trials[0].params
+    assert (
+        study.trials[1].params == study.trials[0].params
+        or study.trials[1].system_attrs.get("fixed_params") == study.trials[0].params
+    )
     client, runs = runs_of(project)
     assert {r.data.tags["harness.kind"]: r.info.status for r in runs} == {"study": "FINISHED", "trial": "KILLED"}

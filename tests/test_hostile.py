@@ -1,6 +1,7 @@
-"""A hostile user's inputs, one table per category, through the real command line: each is
-one line naming the file, key or value, exit status 2, no traceback, within a second or two,
-and nothing written to the store."""
+"""A hostile user's inputs, one table per category, through the command line: each is one
+line naming the file, key or value, exit status 2, no traceback, within a second or two, and
+nothing written to the store. The tables run the CLI in this process (harness_cli); one case
+of each table also runs as a real `harness` process."""
 
 from __future__ import annotations
 
@@ -40,8 +41,14 @@ STRICT_VALUES = {
     "min_lr_inf": ("training: {lr_schedule: {min_lr: .inf}}", ["training.lr_schedule.min_lr", "finite"]),
     "weight_decay_nan": ("optimizer: {name: adamw, weight_decay: .nan}", ["optimizer.weight_decay"]),
     "boost_inf": ("training: {class_weight: {boost: {3: .inf}}}", ["training.class_weight.boost.3"]),
-    "boost_negative": ("training: {class_weight: {boost: {3: -2.0}}}", ["training.class_weight.boost.3", "greater than 0"]),
-    "monitor_unknown": ("training: {early_stopping: {monitor: val_f1}}", ["training.early_stopping.monitor", "'val_f1'"]),
+    "boost_negative": (
+        "training: {class_weight: {boost: {3: -2.0}}}",
+        ["training.class_weight.boost.3", "greater than 0"],
+    ),
+    "monitor_unknown": (
+        "training: {early_stopping: {monitor: val_f1}}",
+        ["training.early_stopping.monitor", "'val_f1'"],
+    ),
     "activation_unknown": ("model: {activation: relux}", ["model.activation", "'relux'"]),
     "seed_negative": ("training: {seed: -1}", ["training.seed"]),
     "seed_too_big": ("training: {seed: 4294967296}", ["training.seed"]),
@@ -52,10 +59,10 @@ STRICT_VALUES = {
 
 
 @pytest.mark.parametrize("case", sorted(STRICT_VALUES))
-def test_absurd_values_are_refused_not_coerced(project, case):
+def test_absurd_values_are_refused_not_coerced(project, case, harness_cli):
     text, fragments = STRICT_VALUES[case]
     write_entry(project, "hostile", f"extends: baseline\n{text}\n")
-    result = run_cli(["run-ablation", "hostile"], project)
+    result = harness_cli(["run-ablation", "hostile"], project)
     assert_clean_refusal(result, project, "ablations/hostile.yaml", *fragments)
 
 
@@ -63,16 +70,19 @@ def test_absurd_values_are_refused_not_coerced(project, case):
 ACCEPTED_THEN_FAILED = {
     "valid_padding_shrinks_digits": ("model: {blocks: [{filters: 8, kernel_size: 9}]}", ["cannot build", "8x8"]),
     "three_valid_blocks": ("model: {blocks: [{filters: 4}, {filters: 4}, {filters: 4}]}", ["cannot build", "block"]),
-    "boost_unknown_class": ("training: {class_weight: {boost: {tiger: 2.0}}}", ["ablations/hostile.yaml", "no class 'tiger'", "digits"]),
+    "boost_unknown_class": (
+        "training: {class_weight: {boost: {tiger: 2.0}}}",
+        ["ablations/hostile.yaml", "no class 'tiger'", "digits"],
+    ),
     "boost_index_out_of_range": ("training: {class_weight: {boost: {12: 2.0}}}", ["no class 12"]),
 }
 
 
 @pytest.mark.parametrize("case", sorted(ACCEPTED_THEN_FAILED))
-def test_entries_that_cannot_run_on_the_data_fail_before_the_store(project, case):
+def test_entries_that_cannot_run_on_the_data_fail_before_the_store(project, case, harness_cli):
     text, fragments = ACCEPTED_THEN_FAILED[case]
     write_entry(project, "hostile", f"extends: baseline\n{text}\n")
-    result = run_cli(["run-ablation", "hostile", "--epochs", "1"], project)
+    result = harness_cli(["run-ablation", "hostile", "--epochs", "1"], project)
     assert_clean_refusal(result, project, *fragments)
 
 
@@ -86,10 +96,10 @@ SEARCH_BLOCKS = {
 
 
 @pytest.mark.parametrize("case", sorted(SEARCH_BLOCKS))
-def test_bad_search_ranges_are_refused_before_any_trial(project, case):
+def test_bad_search_ranges_are_refused_before_any_trial(project, case, harness_cli):
     text, fragments = SEARCH_BLOCKS[case]
     write_entry(project, "hostile", f"extends: baseline\nsearch:\n  {text}\n")
-    result = run_cli(["tune", "hostile", "--trials", "1"], project)
+    result = harness_cli(["tune", "hostile", "--trials", "1"], project)
     assert_clean_refusal(result, project, "ablations/hostile.yaml", *fragments)
 
 
@@ -103,25 +113,38 @@ COMMAND_LINES = {
     "unknown_verb": (["nosuchcmd"], ["No such command 'nosuchcmd'"]),
     "name_with_newline": (["run-ablation", "baseline\n"], ["bad entry name"]),
     "name_too_long": (["run-ablation", "a" * 300], ["bad entry name", "1-64"]),
-    "dataset_taken_literally": (["run-ablation", "baseline", "--dataset", "folder:/x/good #2"], ["folder:/x/good #2", "no train/ folder"]),
-    "tracking_uri_garbage": (["run-ablation", "baseline", "--epochs", "1", "--tracking-uri", "garbage"], ["tracking URI 'garbage'"]),
-    "tracking_uri_unknown_scheme": (["run-ablation", "baseline", "--epochs", "1", "--tracking-uri", "foo://bar"], ["tracking URI 'foo://bar'"]),
-    "tracking_uri_missing_folder": (["run-ablation", "baseline", "--epochs", "1", "--tracking-uri", "sqlite:////no/such/dir/x.db"],
-                                    ["folder /no/such/dir does not exist"]),
-    "tracking_server_down": (["run-ablation", "baseline", "--epochs", "1", "--tracking-uri", "http://127.0.0.1:1"],
-                             ["http://127.0.0.1:1", "no MLflow server answers"]),
+    "dataset_taken_literally": (
+        ["run-ablation", "baseline", "--dataset", "folder:/x/good #2"],
+        ["folder:/x/good #2", "no train/ folder"],
+    ),
+    "tracking_uri_garbage": (
+        ["run-ablation", "baseline", "--epochs", "1", "--tracking-uri", "garbage"],
+        ["tracking URI 'garbage'"],
+    ),
+    "tracking_uri_unknown_scheme": (
+        ["run-ablation", "baseline", "--epochs", "1", "--tracking-uri", "foo://bar"],
+        ["tracking URI 'foo://bar'"],
+    ),
+    "tracking_uri_missing_folder": (
+        ["run-ablation", "baseline", "--epochs", "1", "--tracking-uri", "sqlite:////no/such/dir/x.db"],
+        ["folder /no/such/dir does not exist"],
+    ),
+    "tracking_server_down": (
+        ["run-ablation", "baseline", "--epochs", "1", "--tracking-uri", "http://127.0.0.1:1"],
+        ["http://127.0.0.1:1", "no MLflow server answers"],
+    ),
     "compare_out_missing_folder": (["compare", "--out", "/no/such/dir/t.md"], ["/no/such/dir"]),
 }
 
 
 @pytest.mark.parametrize("case", sorted(COMMAND_LINES))
-def test_bad_command_lines_are_one_line(project, case):
+def test_bad_command_lines_are_one_line(project, case, harness_cli):
     args, fragments = COMMAND_LINES[case]
     started = time.perf_counter()
-    result = run_cli(args, project)
+    result = harness_cli(args, project)
     seconds = time.perf_counter() - started
     assert_clean_refusal(result, project, *fragments)
-    assert seconds < 20, f"{case} took {seconds:.1f} s to refuse"  # the dead server: seconds, not minutes
+    assert seconds < 10, f"{case} took {seconds:.1f} s to refuse"  # the dead server: seconds, not minutes
 
 
 def _alias_bomb(levels=7):
@@ -132,34 +155,48 @@ def _alias_bomb(levels=7):
 
 
 RESOURCE_LIMITS = {
-    "alias_bomb_in_description": ("extends: baseline\ndescription:\n" + "\n".join("  " + line for line in _alias_bomb()) + "\n",
-                                  ["aliases expand to more than"]),
-    "alias_bomb_in_search": ("extends: baseline\nsearch:\n  junk:\n" + "\n".join("    " + line for line in _alias_bomb()) + "\n",
-                             ["aliases expand to more than"]),
+    "alias_bomb_in_description": (
+        "extends: baseline\ndescription:\n" + "\n".join("  " + line for line in _alias_bomb()) + "\n",
+        ["aliases expand to more than"],
+    ),
+    "alias_bomb_in_search": (
+        "extends: baseline\nsearch:\n  junk:\n" + "\n".join("    " + line for line in _alias_bomb()) + "\n",
+        ["aliases expand to more than"],
+    ),
     "self_referring_alias": ("extends: baseline\nreport: &r {note: *r}\n", ["aliases", "refer to themselves"]),
-    "hundred_thousand_blocks": ("extends: baseline\nmodel:\n  blocks:\n" + "    - {filters: 1}\n" * 100_000, ["more than an entry can be"]),
+    "hundred_thousand_blocks": (
+        "extends: baseline\nmodel:\n  blocks:\n" + "    - {filters: 1}\n" * 100_000,
+        ["more than an entry can be"],
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(RESOURCE_LIMITS))
 @pytest.mark.parametrize("verb", ["show", "run-ablation"])
-def test_resource_bombs_are_refused_within_a_second_or_two(project, case, verb):
+def test_resource_bombs_are_refused_within_a_second_or_two(project, case, verb, harness_cli):
     text, fragments = RESOURCE_LIMITS[case]
     write_entry(project, "hostile", text)
     started = time.perf_counter()
-    result = run_cli([verb, "hostile"], project)
+    result = harness_cli([verb, "hostile"], project)
     seconds = time.perf_counter() - started
     assert_clean_refusal(result, project, "ablations/hostile.yaml", *fragments)
-    assert seconds < 3.0, seconds  # start-up included; the check itself is milliseconds
+    assert seconds < 1.0, seconds
 
 
 def _png_header_claiming(width, height):
     """A PNG whose header claims width x height pixels: what a decompression bomb looks like
     to a decoder before it inflates anything."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _folder(root, size=8, per_class=10, test_size=None):
@@ -196,12 +233,33 @@ IMAGE_FOLDERS = {
 
 
 @pytest.mark.parametrize("case", sorted(IMAGE_FOLDERS))
-def test_hostile_image_folders_name_the_file(project, tmp_path, case, monkeypatch):
+def test_hostile_image_folders_name_the_file(project, tmp_path, case, monkeypatch, harness_cli):
     damage, test_size, fragments = IMAGE_FOLDERS[case]
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     root = _folder(tmp_path / "images", test_size=test_size)
     if damage:
         damage(root)
-    result = run_cli(["run-ablation", "same_padding", "--epochs", "1", "--dataset", f"folder:{root}"], project,
-                     env={"HARNESS_CACHE": str(tmp_path / "cache")})
+    result = harness_cli(["run-ablation", "same_padding", "--epochs", "1", "--dataset", f"folder:{root}"], project)
     assert_clean_refusal(result, project, f"folder:{root}", *fragments)
+
+
+# One case of each table as a real process: the exit status a shell sees, nothing on stderr
+# but the one line (no TensorFlow start-up chatter), no store.
+PROCESS_SAMPLES = {
+    "strict value": ("training: {batch_size: yes}", ["run-ablation", "hostile"], ["training.batch_size"]),
+    "cannot build": ("model: {blocks: [{filters: 8, kernel_size: 9}]}", ["run-ablation", "hostile"], ["cannot build"]),
+    "search range": (
+        "search:\n  optimizer.learning_rate: {float: [1.0e-4, .inf]}",
+        ["tune", "hostile", "--trials", "1"],
+        ["search.optimizer.learning_rate"],
+    ),
+    "command line": ("", ["run-ablation", "hostile", "--seeds", "0,-1"], ["--seeds"]),
+    "resource bomb": ("report: &r {note: *r}", ["show", "hostile"], ["refer to themselves"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PROCESS_SAMPLES))
+def test_one_case_of_each_table_as_a_real_process(project, case):
+    text, args, fragments = PROCESS_SAMPLES[case]
+    write_entry(project, "hostile", f"extends: baseline\n{text}\n")
+    assert_clean_refusal(run_cli(args, project), project, *fragments)

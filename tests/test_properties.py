@@ -10,16 +10,36 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.ablation import Registry
+from harness.entries import Registry
 from harness.errors import HarnessError
 from harness.search_space import parse_search
 from harness.spec import SECTIONS
 
-KEYS = ["extends", "description", "report", "search", *SECTIONS, "blocks", "epochs", "name", "learning_rate",
-        "filters", "source", "subset", "model.blocks", "1e-4", "", "null"]
+KEYS = [
+    "extends",
+    "description",
+    "report",
+    "search",
+    *SECTIONS,
+    "blocks",
+    "epochs",
+    "name",
+    "learning_rate",
+    "filters",
+    "source",
+    "subset",
+    "model.blocks",
+    "1e-4",
+    "",
+    "null",
+]
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(alphabet=string.printable, max_size=12), st.sampled_from(["baseline", "adam", "final", "cnn", "same", "1e-4", "~"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(alphabet=string.printable, max_size=12),
+    st.sampled_from(["baseline", "adam", "final", "cnn", "same", "1e-4", "~"]),
 )
 documents = st.recursive(
     scalars,
@@ -62,17 +82,36 @@ def test_random_text_loads_or_fails_in_one_line(project, text):
 
 
 @FAST
-@given(section=st.sampled_from(SECTIONS), key=st.sampled_from(["epochs", "blocks", "name", "source", "learning_rate",
-                                                               "batch_norm", "augment", "early_stopping", "subset", "gamma"]),
-       value=documents)
+@given(
+    section=st.sampled_from(SECTIONS),
+    key=st.sampled_from(
+        [
+            "epochs",
+            "blocks",
+            "name",
+            "source",
+            "learning_rate",
+            "batch_norm",
+            "augment",
+            "early_stopping",
+            "subset",
+            "gamma",
+        ]
+    ),
+    value=documents,
+)
 def test_random_values_for_spec_keys_load_or_fail_in_one_line(project, section, key, value):
     text = yaml.safe_dump({"extends": "baseline", section: {key: value}}, allow_unicode=True)
     load(project, text)
 
 
 @FAST
-@given(key=st.sampled_from(["optimizer.learning_rate", "training.batch_size", "model.blocks.0.filters", "loss.gamma", "x"]),
-       spec=documents)
+@given(
+    key=st.sampled_from(
+        ["optimizer.learning_rate", "training.batch_size", "model.blocks.0.filters", "loss.gamma", "x"]
+    ),
+    spec=documents,
+)
 def test_random_search_blocks_load_or_fail_in_one_line(project, key, spec):
     text = yaml.safe_dump({"extends": "baseline", "search": {key: spec}}, allow_unicode=True)
     load(project, text)

@@ -10,11 +10,14 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 from mlflow import MlflowClient
 
 from harness.tracking import default_tracking_uri
 from tests.conftest import run_cli, write_entry
 from tests.test_tune import TUNABLE
+
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
 TINY = ["--epochs", "1", "--set", "data.subset=200"]
 
@@ -26,8 +29,21 @@ def runs(project, experiment="digits (subset 200)"):
 
 
 def test_two_identical_run_ablations_started_together_train_once(project):
-    command = [sys.executable, "-m", "harness", "run-ablation", "same_padding", "--epochs", "3", "--set", "data.subset=200"]
-    workers = [subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run-ablation",
+        "same_padding",
+        "--epochs",
+        "3",
+        "--set",
+        "data.subset=200",
+    ]
+    workers = [
+        subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outputs = [w.communicate(timeout=300) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     _, found = runs(project)
@@ -82,9 +98,19 @@ def test_the_commit_tag_runs_no_repository_hook(project):
     hook = project / "hook.sh"
     hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
     hook.chmod(0o755)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    for command in (["git", "init", "-q"], ["git", "add", "ablations"], ["git", "commit", "-qm", "entries"],
-                    ["git", "config", "core.fsmonitor", str(hook)]):
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "add", "ablations"],
+        ["git", "commit", "-qm", "entries"],
+        ["git", "config", "core.fsmonitor", str(hook)],
+    ):
         subprocess.run(command, cwd=project, check=True, env=env)
     marker.unlink(missing_ok=True)
     ran = run_cli(["run-ablation", "same_padding", *TINY], project)

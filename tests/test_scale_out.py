@@ -15,10 +15,12 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from harness import tune as tuning
+from harness import best_entry
 from tests.conftest import run_cli, write_entry
 from tests.test_faults import SLOW, wait_for
 from tests.test_tune import TUNABLE
+
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
 
 def free_port() -> int:
@@ -32,9 +34,23 @@ def tracking_server(postgres_url, tmp_path):
     """`mlflow server` on 127.0.0.1 over a fresh PostgreSQL database."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres_url,
-         "--artifacts-destination", (tmp_path / "artifacts").as_uri(), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            postgres_url,
+            "--artifacts-destination",
+            (tmp_path / "artifacts").as_uri(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -45,7 +61,7 @@ def tracking_server(postgres_url, tmp_path):
                     break
         except OSError:
             if server.poll() is not None:
-                raise AssertionError(server.stdout.read())
+                raise AssertionError(server.stdout.read()) from None
             time.sleep(1)
     else:
         server.kill()
@@ -60,15 +76,32 @@ def tracking_server(postgres_url, tmp_path):
 
 def test_two_workers_against_a_tracking_server_and_postgresql(project, tracking_server, postgres_url_2):
     write_entry(project, "tunable", TUNABLE)
-    command = [sys.executable, "-m", "harness", "tune", "tunable", "--trials", "2", "--pruner", "none",
-               "--set", "data.subset=300", "--tracking-uri", tracking_server, "--storage", postgres_url_2]
-    workers = [subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "harness",
+        "tune",
+        "tunable",
+        "--trials",
+        "2",
+        "--pruner",
+        "none",
+        "--set",
+        "data.subset=300",
+        "--tracking-uri",
+        tracking_server,
+        "--storage",
+        postgres_url_2,
+    ]
+    workers = [
+        subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     for worker in workers:
         out, err = worker.communicate(timeout=600)
         assert worker.returncode == 0, err
         assert "database is locked" not in out + err
-    study, _ = tuning.load_study(project, "tunable", ["data.subset=300"], postgres_url_2)
+    study, _ = best_entry.load_study(project, "tunable", ["data.subset=300"], postgres_url_2)
     assert [t.state for t in study.trials].count(optuna.trial.TrialState.COMPLETE) == 4
     client = MlflowClient(tracking_server)
     experiment = client.get_experiment_by_name("digits (subset 300)")
@@ -87,8 +120,23 @@ def test_heartbeat_fails_and_retries_a_killed_workers_trial_on_postgresql(projec
     write_entry(project, "slow", SLOW)
     env = {"HARNESS_HEARTBEAT_SECONDS": "1", "HARNESS_GRACE_SECONDS": "3"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "harness", "tune", "slow", "--trials", "2", "--pruner", "none", "--storage", postgres_url],
-        cwd=project, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "tune",
+            "slow",
+            "--trials",
+            "2",
+            "--pruner",
+            "none",
+            "--storage",
+            postgres_url,
+        ],
+        cwd=project,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         env={**__import__("os").environ, **env, "PYTHONUNBUFFERED": "1"},
     )
     wait_for(process, "Epoch 3/8")
@@ -97,7 +145,7 @@ def test_heartbeat_fails_and_retries_a_killed_workers_trial_on_postgresql(projec
     time.sleep(5)  # past the grace period: the trial's heartbeat is stale
     result = run_cli(["tune", "slow", "--trials", "2", "--pruner", "none", "--storage", postgres_url], project, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    study, _ = tuning.load_study(project, "slow", [], postgres_url)
+    study, _ = best_entry.load_study(project, "slow", [], postgres_url)
     states = [t.state for t in study.trials]
     assert states[0] == optuna.trial.TrialState.FAIL
     assert states.count(optuna.trial.TrialState.COMPLETE) == 2

@@ -9,8 +9,10 @@ import math
 import pytest
 
 from harness import data, train
-from harness.ablation import Registry
+from harness.entries import Registry
 from tests.conftest import ENTRIES, REPO, TINY
+
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
 FROM_SCRATCH = {"resnet50": ["model.pretrained=null"], "vgg16": ["model.pretrained=null"]}
 

@@ -16,6 +16,8 @@ from mlflow import MlflowClient
 from harness.tracking import default_tracking_uri
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
+
 TINY = ["--epochs", "1", "--set", "data.subset=200"]
 
 

@@ -11,10 +11,12 @@ import pytest
 from mlflow import MlflowClient
 
 from harness import runner
-from harness.ablation import Registry
+from harness.entries import Registry
 from harness.errors import RunFailed
 from harness.tracking import default_tracking_uri
-from tests.conftest import REPO
+from tests.conftest import REPO, quiet
+
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
 SHORT = ["data.subset=240", "training.epochs=3"]
 
@@ -27,7 +29,7 @@ def client_for(project: Path) -> MlflowClient:
 def focal_run(tmp_path_factory):
     project = tmp_path_factory.mktemp("tracked")
     shutil.copytree(REPO / "ablations", project / "ablations")
-    outcome = runner.run_ablation(project, "focal_loss", SHORT, echo=lambda _: None, verbose=0)
+    outcome = runner.run_ablation(quiet(project), "focal_loss", SHORT)
     return project, outcome
 
 
@@ -54,8 +56,17 @@ def test_run_is_finished_with_tags_params_and_metrics(focal_run):
     assert run.data.params == {k: str(v) if v is not None else "None" for k, v in resolved.flat().items()}
     assert run.data.params["loss.name"] == "focal"
     metrics = run.data.metrics
-    for key in ("best_val_accuracy", "val_macro_f1", "train_val_gap", "param_count", "images_per_second",
-                "train_seconds", "epochs_run", "final_val_accuracy", "final_val_loss"):
+    for key in (
+        "best_val_accuracy",
+        "val_macro_f1",
+        "train_val_gap",
+        "param_count",
+        "images_per_second",
+        "train_seconds",
+        "epochs_run",
+        "final_val_accuracy",
+        "final_val_loss",
+    ):
         assert key in metrics and math.isfinite(metrics[key]), key
     assert sum(key.startswith("val_f1_") for key in metrics) == 10
     assert metrics["param_count"] > 1_000_000
@@ -74,8 +85,15 @@ def test_artifacts_hold_spec_diff_model_plots_and_report(focal_run):
     project, outcome = focal_run
     client = client_for(project)
     names = {a.path for a in client.list_artifacts(outcome.run_id)}
-    assert {"spec.yaml", "diff.txt", "model.keras", "learning_curves.png", "confusion_matrix.png",
-            "classification_report.txt", "model_summary.txt"} <= names
+    assert {
+        "spec.yaml",
+        "diff.txt",
+        "model.keras",
+        "learning_curves.png",
+        "confusion_matrix.png",
+        "classification_report.txt",
+        "model_summary.txt",
+    } <= names
     folder = Path(client.download_artifacts(outcome.run_id, ""))
     assert "loss.name: 'crossentropy' -> 'focal'" in (folder / "diff.txt").read_text()
     assert "Macro Avg" in (folder / "classification_report.txt").read_text().title()
@@ -87,19 +105,20 @@ def test_artifacts_hold_spec_diff_model_plots_and_report(focal_run):
 
 
 def test_identical_spec_and_data_is_not_trained_twice(project):
-    outcome = runner.run_ablation(project, "baseline", SHORT, echo=lambda _: None, verbose=0)
-    again = runner.run_ablation(project, "baseline", SHORT, echo=lambda _: None, verbose=0)
+    outcome = runner.run_ablation(quiet(project), "baseline", SHORT)
+    again = runner.run_ablation(quiet(project), "baseline", SHORT)
     assert again.skipped and again.run_id == outcome.run_id
-    forced = runner.run_ablation(project, "baseline", SHORT, force=True, echo=lambda _: None, verbose=0)
+    forced = runner.run_ablation(quiet(project), "baseline", SHORT, force=True)
     assert not forced.skipped and forced.run_id != outcome.run_id
     runs = client_for(project).search_runs([outcome.experiment_id])
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
 
 
 def test_a_nan_loss_ends_the_run_failed_with_the_epoch(project):
-    overrides = ["data.subset=240", "training.epochs=3", "optimizer.learning_rate=1.0e+30"]
+    # exp activations at learning rate 10: the logits overflow in the first epoch
+    overrides = ["data.subset=240", "training.epochs=3", "optimizer.learning_rate=10", "model.activation=exponential"]
     with pytest.raises(RunFailed, match=r"loss became NaN at epoch \d"):
-        runner.run_ablation(project, "baseline", overrides, echo=lambda _: None, verbose=0)
+        runner.run_ablation(quiet(project), "baseline", overrides)
     client = client_for(project)
     (run,) = client.search_runs([client.get_experiment_by_name("digits (subset 240)").experiment_id])
     assert run.info.status == "FAILED"

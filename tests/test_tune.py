@@ -11,10 +11,14 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
+from harness import best_entry
 from harness import tune as tuning
-from harness.ablation import Registry
+from harness.entries import Registry
 from harness.tracking import default_tracking_uri
-from tests.conftest import run_cli, write_entry
+from harness.tune import TuneSettings
+from tests.conftest import quiet, run_cli, write_entry
+
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
 # A small model that learns digits within a few epochs, with one searched value.
 TUNABLE = """\
@@ -43,12 +47,15 @@ def mlflow_runs(project, kind):
 
 
 def load(project, storage=None):
-    study, _ = tuning.load_study(project, "tunable", SUBSET, storage)
+    study, _ = best_entry.load_study(project, "tunable", SUBSET, storage)
     return study
 
 
 BAD_SEARCH = {
-    "unknown": ("optimizer.learnin_rate: {float: [0.001, 0.1]}", ["search.optimizer.learnin_rate", "did you mean 'optimizer.learning_rate'"]),
+    "unknown": (
+        "optimizer.learnin_rate: {float: [0.001, 0.1]}",
+        ["search.optimizer.learnin_rate", "did you mean 'optimizer.learning_rate'"],
+    ),
     "inverted": ("optimizer.learning_rate: {float: [0.1, 0.001]}", ["empty or inverted range"]),
     "empty": ("training.batch_size: {categorical: []}", ["non-empty list"]),
     "wrong_type": ("training.batch_size: {categorical: [64, big]}", ["search.training.batch_size", "'big'"]),
@@ -84,8 +91,8 @@ def test_the_report_steps_with_something_to_tune_have_valid_search_blocks(projec
 
 
 def test_study_starts_with_the_entry_resumes_and_logs_child_runs(tunable):
-    first = tuning.tune(tunable, "tunable", 2, SUBSET, pruner="none", echo=lambda _: None)
-    again = tuning.tune(tunable, "tunable", 1, SUBSET, pruner="none", echo=lambda _: None)
+    first = tuning.tune(quiet(tunable), "tunable", TuneSettings(2, pruner="none"), SUBSET)
+    again = tuning.tune(quiet(tunable), "tunable", TuneSettings(1, pruner="none"), SUBSET)
     assert again.study_name == first.study_name and again.study_run_id == first.study_run_id
     study = load(tunable)
     assert len(study.trials) == 3
@@ -106,19 +113,21 @@ def test_study_starts_with_the_entry_resumes_and_logs_child_runs(tunable):
         assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 4
     study_run = client.get_run(first.study_run_id)
     assert study_run.data.metrics["best_value"] == pytest.approx(study.best_value)
-    assert float(study_run.data.tags["harness.best.optimizer.learning_rate"]) == pytest.approx(study.best_params["optimizer.learning_rate"])
+    assert float(study_run.data.tags["harness.best.optimizer.learning_rate"]) == pytest.approx(
+        study.best_params["optimizer.learning_rate"]
+    )
     artifacts = {a.path for a in client.list_artifacts(first.study_run_id)}
     assert {"optimization_history.png", "param_importances.png"} <= artifacts
 
 
 def test_pruned_trials_end_pruned_in_optuna_and_killed_in_mlflow(tunable):
-    tuning.tune(tunable, "tunable", 1, SUBSET, pruner="none", echo=lambda _: None)
+    tuning.tune(quiet(tunable), "tunable", TuneSettings(1, pruner="none"), SUBSET)
     study = load(tunable)
     for _ in range(2):  # three trials that learn, so the median is high
         study.enqueue_trial({"optimizer.learning_rate": 0.01})
-    tuning.tune(tunable, "tunable", 2, SUBSET, pruner="none", echo=lambda _: None)
+    tuning.tune(quiet(tunable), "tunable", TuneSettings(2, pruner="none"), SUBSET)
     study.enqueue_trial({"optimizer.learning_rate": 1.0e-7})  # cannot learn in 4 epochs
-    outcome = tuning.tune(tunable, "tunable", 1, SUBSET, pruner="median", echo=lambda _: None)
+    outcome = tuning.tune(quiet(tunable), "tunable", TuneSettings(1, pruner="median"), SUBSET)
     study = load(tunable)
     last = study.trials[-1]
     assert last.state == optuna.trial.TrialState.PRUNED
@@ -131,7 +140,10 @@ def test_pruned_trials_end_pruned_in_optuna_and_killed_in_mlflow(tunable):
 
 
 def test_best_trial_becomes_an_entry_that_runs(tunable):
-    tuning.tune(tunable, "tunable", 2, SUBSET, pruner="none", echo=lambda _: None)
+    write_entry(tunable, "tunable", TUNABLE.replace("learning_rate: 0.01", "learning_rate: 1.0e-7"))  # cannot learn
+    tuning.tune(quiet(tunable), "tunable", TuneSettings(1, pruner="none"), SUBSET)  # trial 0: the entry's own 1e-7
+    load(tunable).enqueue_trial({"optimizer.learning_rate": 0.01})
+    tuning.tune(quiet(tunable), "tunable", TuneSettings(1, pruner="none"), SUBSET)  # trial 1: learns
     result = run_cli(["save-best", "tunable", "tunable_best", "--set", "data.subset=300"], tunable)
     assert result.returncode == 0, result.stderr
     study = load(tunable)
@@ -143,19 +155,18 @@ def test_best_trial_becomes_an_entry_that_runs(tunable):
     assert spec.optimizer.learning_rate == pytest.approx(study.best_params["optimizer.learning_rate"])
     again = run_cli(["save-best", "tunable", "tunable_best", "--set", "data.subset=300"], tunable)
     assert again.returncode == 2 and "exists" in again.stderr
-    shown = run_cli(["show", "tunable_best", "--diff"], tunable)
+    assert study.best_trial.number == 1
+    shown = run_cli(["show", "tunable_best", "--diff"], tunable, env={"COLUMNS": "200"})
     assert shown.returncode == 0
-    if study.best_trial.number == 0:  # the entry's own values won: nothing to change
-        assert "no change against its parent" in shown.stdout
-    else:
-        assert "optimizer.learning_rate" in shown.stdout
+    (row,) = [line.split() for line in shown.stdout.splitlines() if line.strip().startswith("optimizer.")]
+    assert row[:2] == ["optimizer.learning_rate", "1e-07"] and float(row[2]) == pytest.approx(0.01)
     ran = run_cli(["run-ablation", "tunable_best", "--epochs", "1", "--set", "data.subset=300"], tunable)
     assert ran.returncode == 0, ran.stderr
 
 
 def test_best_values_inside_lists_write_the_whole_list(project):
     tree = {"model": {"dense": [{"units": 128, "l2": 0.005}, {"units": 64, "l2": None}]}}
-    nested = tuning._nest({"model.dense.1.units": 32, "optimizer.learning_rate": 0.002}, tree)
+    nested = best_entry.nest_values({"model.dense.1.units": 32, "optimizer.learning_rate": 0.002}, tree)
     assert nested == {
         "optimizer": {"learning_rate": 0.002},
         "model": {"dense": [{"units": 128, "l2": 0.005}, {"units": 32, "l2": None}]},
@@ -163,8 +174,24 @@ def test_best_values_inside_lists_write_the_whole_list(project):
 
 
 def _two_workers(project, extra, trials=2):
-    command = [sys.executable, "-m", "harness", "tune", "tunable", "--trials", str(trials), "--pruner", "none", "--set", "data.subset=300", *extra]
-    workers = [subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "harness",
+        "tune",
+        "tunable",
+        "--trials",
+        str(trials),
+        "--pruner",
+        "none",
+        "--set",
+        "data.subset=300",
+        *extra,
+    ]
+    workers = [
+        subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outputs = [w.communicate(timeout=600) for w in workers]
     for worker, (out, err) in zip(workers, outputs):
         assert worker.returncode == 0, err

@@ -11,7 +11,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .ablation import _ABSENT, Registry, diff_against_parent
+from . import tables
+from .context import Context
+from .diffs import ABSENT, diff_against_parent
+from .entries import Registry
 from .errors import HarnessError
 
 
@@ -30,7 +33,11 @@ class Variant:
         if not self.reverted:
             later = sorted(set(self.overwritten_by.values()))
             return f"overwritten by {', '.join(later)}: not run"
-        note = f"; {len(self.overwritten_by)} key(s) overwritten by {', '.join(sorted(set(self.overwritten_by.values())))}" if self.overwritten_by else ""
+        note = (
+            f"; {len(self.overwritten_by)} key(s) overwritten by {', '.join(sorted(set(self.overwritten_by.values())))}"
+            if self.overwritten_by
+            else ""
+        )
         return f"without {self.step}: reverts {', '.join(self.reverted)}{note}"
 
 
@@ -48,7 +55,7 @@ def leave_one_out(registry: Registry, name: str, overrides: list[str]) -> list[V
         variant = Variant(step)
         flat = dict(target_flat)
         for change in changes:
-            if target_flat.get(change.key, _ABSENT) != change.new:
+            if target_flat.get(change.key, ABSENT) != change.new:
                 variant.overwritten_by[change.key] = _who_set(registry, chain[position + 1 :], change.key)
                 continue
             variant.reverted.append(change.key)
@@ -121,6 +128,12 @@ def _lists(node: Any) -> Any:
     return converted
 
 
+def check_mode(leave_one_out_flag: bool) -> None:
+    """`ablate` has one mode so far; it must be asked for by name."""
+    if not leave_one_out_flag:
+        raise HarnessError("ablate needs --leave-one-out (the only mode so far)")
+
+
 def check_variant(registry: Registry, name: str, overrides: list[str], variant: Variant) -> None:
     """A variant must resolve like an entry (it is NAME plus section overrides)."""
     try:
@@ -134,32 +147,29 @@ def variant_label(variant: Optional[Variant]) -> str:
 
 
 def run_leave_one_out(
-    root,
+    ctx: Context,
     name: str,
     overrides: list[str],
-    seeds: Optional[list[int]],
+    *,
+    seeds: Optional[list[int]] = None,
     force: bool = False,
-    tracking_uri: Optional[str] = None,
-    echo=print,
     metric: str = "best_val_accuracy",
-    verbose: Any = None,
 ):
     """Run NAME and every runnable variant (same seeds), then the comparison table: one row
     per step with what it contributes (full minus without), Welch's p where n >= 2."""
     import pandas as pd
 
     from . import runner
-    from .compare import evidence_of, metric_key, welch_p
-    from .tracking import Store
+    from .compare import evidence_of, metric_key
 
     key = metric_key(metric)
-    registry = Registry(root)
+    registry = Registry(ctx.root)
     variants = leave_one_out(registry, name, overrides)
     for variant in variants:
         if variant.runnable:
             check_variant(registry, name, overrides, variant)
-    full = runner.run_ablation(root, name, overrides, seeds=seeds, force=force, tracking_uri=tracking_uri, echo=echo, verbose=verbose)
-    store = Store(root, tracking_uri)
+    full = runner.run_ablation(ctx, name, overrides, seeds=seeds, force=force)
+    store = ctx.writable_store
     full_evidence = evidence_of(store, full.experiment_id, store.client.get_run(full.run_id), "full")
     rows = [_loo_row(name, "(all steps)", full_evidence, None, key, "")]
     for variant in variants:
@@ -167,32 +177,46 @@ def run_leave_one_out(
         if not variant.runnable:
             rows.append(_loo_row(name, variant.step, None, None, key, variant.describe()))
             continue
-        echo(f"=== {name} {label}")
+        ctx.echo(f"=== {name} {label}")
         try:
             outcome = runner.run_ablation(
-                root, name, [*overrides, *variant.overrides], seeds=seeds, force=force,
-                tracking_uri=tracking_uri, echo=echo, verbose=verbose, variant=label,
+                ctx, name, [*overrides, *variant.overrides], seeds=seeds, force=force, variant=label
             )
         except HarnessError as exc:
             rows.append(_loo_row(name, variant.step, None, None, key, f"cannot run on this data: {exc}"))
             continue
         evidence = evidence_of(store, outcome.experiment_id, store.client.get_run(outcome.run_id), label)
-        rows.append(_loo_row(name, variant.step, evidence, full_evidence, key, variant.describe(), welch_p))
+        rows.append(_loo_row(name, variant.step, evidence, full_evidence, key, variant.describe()))
     return pd.DataFrame(rows)
 
 
-def _loo_row(name, step, evidence, full, key, note, welch=None) -> dict[str, Any]:
-    row: dict[str, Any] = {"variant": f"{name} without {step}" if full is not None or evidence is None else name, "step": step}
+def render(table, metric: str, fmt: str) -> str:
+    """The leave-one-out table as text, markdown, csv or html (tables.leave_one_out)."""
+    from .compare import metric_key
+
+    return tables.render_frame(table, tables.leave_one_out(table, metric_key(metric)), fmt)
+
+
+def _loo_row(name: str, step: str, evidence, full, key: str, note: str) -> dict[str, Any]:
+    """One row: the variant's metric over seeds and, against the full entry, its contribution."""
+    from .stats import welch_p
+
+    row: dict[str, Any] = {
+        "variant": f"{name} without {step}" if full is not None or evidence is None else name,
+        "step": step,
+    }
     if evidence is None:
         row.update({key: None, "std": None, "n": 0, "contribution": None, "p_value": None, "note": note, "runs": ""})
         return row
-    row.update({
-        key: evidence.mean(key),
-        "std": evidence.std(key),
-        "n": evidence.n(key),
-        "contribution": (full.mean(key) - evidence.mean(key)) if full is not None else None,
-        "p_value": welch(full.values[key], evidence.values[key]) if full is not None and welch else None,
-        "note": note,
-        "runs": ",".join(evidence.run_ids),
-    })
+    row.update(
+        {
+            key: evidence.mean(key),
+            "std": evidence.std(key),
+            "n": evidence.n(key),
+            "contribution": (full.mean(key) - evidence.mean(key)) if full is not None else None,
+            "p_value": welch_p(full.values[key], evidence.values[key]) if full is not None else None,
+            "note": note,
+            "runs": ",".join(evidence.run_ids),
+        }
+    )
     return row

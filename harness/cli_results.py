@@ -1,0 +1,95 @@
+"""The verbs that read results: compare, select, report, and the MLflow UI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .cli_common import (
+    FormatOption,
+    MetricOption,
+    SourceOption,
+    SubsetOption,
+    TrackingOption,
+    app,
+    context,
+    echo,
+    scope,
+)
+
+# --------------------------------------------------------------------------- comparing
+
+
+@app.command()
+def compare(
+    names: Optional[list[str]] = typer.Argument(None, help="Entries to compare (default: all with runs)."),
+    chain: Optional[str] = typer.Option(None, "--chain", help="Compare the whole history of this entry."),
+    dataset: str = SourceOption,
+    subset: Optional[int] = SubsetOption,
+    metric: str = MetricOption,
+    fmt: str = FormatOption,
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Write the table to FILE."),
+    chart_file: Optional[Path] = typer.Option(None, "--chart", help="History chart PNG (default: mlruns/reports/)."),
+    tracking_uri: Optional[str] = TrackingOption,
+) -> None:
+    """The history as a table: metric mean +/- std (n), delta vs parent, Welch's p-value."""
+    from . import compare as comparing
+
+    ctx = context(tracking_uri)
+    output = comparing.Output(fmt, out_file, chart_file)
+    result = comparing.compare_command(ctx, scope(dataset, subset, metric), names, chain, output)
+    if out_file:
+        echo(f"wrote {out_file}")
+    else:
+        echo(result.text)
+    echo(
+        "runs used (latest finished per entry): " + "; ".join(f"{r.entry} {r.runs}" for r in result.table.itertuples())
+    )
+    echo(f"chart: {result.chart}")
+
+
+@app.command("select")
+def select_final(
+    names: Optional[list[str]] = typer.Argument(None, help="Candidate entries (default: all with runs)."),
+    metric: str = MetricOption,
+    dataset: str = SourceOption,
+    subset: Optional[int] = SubsetOption,
+    tracking_uri: Optional[str] = TrackingOption,
+) -> None:
+    """Pick the best entry on validation, test its model once, register it as @champion."""
+    from .selection import select
+
+    select(context(tracking_uri), scope(dataset, subset, metric), names)
+
+
+@app.command()
+def report(
+    fmt: str = typer.Option("md", "--format", help="md | html."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Default: mlruns/reports/report.md|html."),
+    dataset: str = SourceOption,
+    subset: Optional[int] = SubsetOption,
+    metric: str = MetricOption,
+    tracking_uri: Optional[str] = TrackingOption,
+) -> None:
+    """The study as one Markdown or HTML document: history, curves, tuning, final model."""
+    from .paths import reports
+    from .report import build_report, check_format
+
+    check_format(fmt)
+    ctx = context(tracking_uri)
+    target = out_file or reports(ctx.root) / f"report.{fmt}"
+    echo(f"wrote {build_report(ctx, scope(dataset, subset, metric), target, fmt)}")
+
+
+@app.command()
+def ui(
+    port: int = typer.Option(5000, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address; 127.0.0.1 keeps it on this machine."),
+    tracking_uri: Optional[str] = TrackingOption,
+) -> None:
+    """The MLflow UI over this store, on 127.0.0.1."""
+    from .servers import run_ui
+
+    raise typer.Exit(run_ui(context(tracking_uri), host, port))

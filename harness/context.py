@@ -1,0 +1,45 @@
+"""The context every command passes down: the project, its store, and how to report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Optional
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Context:
+    """root: the project folder (holds ablations/); tracking_uri: None for the local store;
+    echo: where progress lines go; verbose: Keras's fit verbosity (None: a progress bar on a
+    terminal, a line per epoch otherwise). The store opens on first use and writes nothing
+    until a command does (`writable_store`)."""
+
+    root: Path
+    tracking_uri: Optional[str] = None
+    echo: Echo = print
+    verbose: Any = None
+
+    @cached_property
+    def store(self):
+        from .tracking import Store
+
+        return Store(self.root, self.tracking_uri)
+
+    @cached_property
+    def writable_store(self):
+        """The store, once the runs that dead processes left RUNNING are ended (kill -9)."""
+        store = self.store
+        for run_id in store.reap_orphans():
+            self.echo(f"marked run {run_id} FAILED: its process died while it was RUNNING")
+        return store
+
+    def reading_store(self):
+        """The store for a command that only reads: a missing local store is an error."""
+        from .tracking import require_store
+
+        require_store(self.root, self.tracking_uri)
+        return self.store

@@ -1,0 +1,99 @@
+"""Before a run exists: an entry resolved, its data loaded, everything checked that can be
+checked, and the tags it will carry. Nothing here writes to the store, so bad input fails
+with nothing in MLflow. Imports no TensorFlow."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import data as data_module
+from . import geometry
+from .diffs import Diff, diff_against_parent
+from .entries import Registry, Resolved
+from .errors import HarnessError
+from .interrupts import GUARD
+from .tracking import TAG, experiment_name
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A validated run: the resolved entry, its diff, its data; nothing written yet."""
+
+    resolved: Resolved
+    diff: Diff
+    data: data_module.Dataset
+
+    @property
+    def spec(self):
+        return self.resolved.spec
+
+    @property
+    def experiment(self) -> str:
+        """The MLflow experiment of its dataset (tracking.experiment_name)."""
+        return experiment_name(self.data.source, self.spec.data.subset)
+
+
+def plan(registry: Registry, name: str, overrides: Sequence[str] = ()) -> Planned:
+    """Resolve, diff and load the data of an entry, and check that the model fits the images
+    and the class weights name real classes. Raises HarnessError on bad input."""
+    resolved = registry.resolve(name, list(overrides))
+    diff = diff_against_parent(registry, resolved)
+    d = resolved.spec.data
+    dataset = data_module.load(d.source, d.val_fraction, d.subset, d.seed)
+    GUARD.check()
+    preflight(resolved, dataset)
+    return Planned(resolved, diff, dataset)
+
+
+def preflight(resolved: Resolved, dataset: data_module.Dataset) -> None:
+    """What can only be checked with the data in hand, checked before the store is opened."""
+    geometry.check(resolved.spec.model, dataset.input_shape)
+    boost = resolved.spec.training.class_weight.boost if resolved.spec.training.class_weight else {}
+    for key in boost:
+        if not data_module.is_class(key, dataset.class_names):
+            where = resolved.source_of("training.class_weight.boost")
+            raise HarnessError(
+                f"{where}: training.class_weight.boost: no class {key!r} in {dataset.source} "
+                f"(classes: {', '.join(dataset.class_names)})"
+            )
+
+
+def run_tags(planned: Planned, kind: str, root: Path) -> dict[str, str]:
+    """The tags every harness run carries (README, Tracking)."""
+    r = planned.resolved
+    return {
+        f"{TAG}entry": r.name,
+        f"{TAG}parent": r.parent or "",
+        f"{TAG}chain": " > ".join(r.chain),
+        f"{TAG}kind": kind,
+        f"{TAG}spec_fingerprint": r.fingerprint(),
+        f"{TAG}dataset_fingerprint": planned.data.fingerprint,
+        f"{TAG}dataset": planned.data.source,
+        f"{TAG}seed": str(r.spec.training.seed),
+        f"{TAG}overrides": " ".join(r.overrides),
+        f"{TAG}git_commit": git_commit(root),
+        "mlflow.note.content": r.entry.description,
+    }
+
+
+def git_commit(root: Path) -> str:
+    """HEAD of the project, with -dirty when ablations/ or harness/ have local changes. Runs
+    no repository hook (fsmonitor, hooksPath): the project may be someone else's clone."""
+    git = ["git", "-c", "core.fsmonitor=", "-c", "core.hooksPath=/dev/null"]
+    try:
+        head = subprocess.run([*git, "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", "ablations", "harness"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
