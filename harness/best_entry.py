@@ -61,7 +61,7 @@ def write_best_entry(
         raise HarnessError(f"study {study.study_name} has no complete trial yet")
     best = study.best_trial
     resolved = registry.resolve(name, list(overrides))
-    sections = nest_values(best.params, resolved.spec.model_dump(mode="json"))
+    sections = nest_values({k: _readable(v) for k, v in best.params.items()}, resolved.spec.model_dump(mode="json"))
     tuned_with = [o for o in overrides if not o.startswith("data.source=")]
     description = (
         f"{name} tuned by Optuna study {study.study_name} ({label}): best trial {best.number} of "
@@ -77,6 +77,14 @@ def write_best_entry(
         path.unlink()
         raise
     return path
+
+
+SIGNIFICANT = 4  # digits a tuned value keeps in the written entry: more is noise from the sampler
+
+
+def _readable(value: Any) -> Any:
+    """A sampled float to SIGNIFICANT digits (0.0036744137848 -> 0.003674); others as they are."""
+    return float(f"{value:.{SIGNIFICANT}g}") if isinstance(value, float) else value
 
 
 def nest_values(values: dict[str, Any], resolved_tree: dict[str, Any]) -> dict[str, Any]:

@@ -31,10 +31,24 @@ FormatOption = typer.Option("table", "--format", help="table | markdown | csv | 
 StorageOption = typer.Option(None, "--storage", help="Optuna RDB URL (default: journal file in mlruns/optuna/).")
 SeedsOption = typer.Option(None, "--seeds", help="A group run over seeds: a count (3) or a list (0,1,7).")
 ForceOption = typer.Option(False, "--force", help="Train even if an identical finished run exists.")
+SystemMetricsOption = typer.Option(
+    False, "--system-metrics", help="Log MLflow's system metrics (CPU, memory, GPU) during training."
+)
+AnySettingsOption = typer.Option(
+    False, "--any-settings", help="The latest run of each entry, whatever its settings (a column names them)."
+)
+CompareSetOption = typer.Option(None, "--set", help="Compare the runs made with these overrides (as run-ablation's).")
+CompareEpochsOption = typer.Option(None, "--epochs", help="Compare the runs made with --epochs N.")
 
 
 def echo(message: str) -> None:
     out.print(message, markup=False)
+
+
+def note(message: str) -> None:
+    """A line for the reader that is not the command's output: stderr, so `> file` holds only
+    the output."""
+    err.print(message, markup=False)
 
 
 def warn(message: str) -> None:
@@ -48,10 +62,14 @@ def context(tracking_uri: Optional[str] = None):
     return Context(find_root(), tracking_uri, echo=echo)
 
 
-def scope(dataset: str, subset: Optional[int], metric: str):
+def scope(dataset: str, subset: Optional[int], metric: str, budget: tuple = (None, None, False)):
+    """The runs a verb reads; budget: (--set values, --epochs, --any-settings). Settings given
+    on the command line are compared; none given: the verb's default (Scope)."""
     from .compare import Scope
 
-    return Scope(dataset, subset, metric)
+    sets, epochs, any_settings = budget
+    given = overrides(sets, None, epochs) if (sets or epochs is not None) else None
+    return Scope(dataset, subset, metric, tuple(given) if given is not None else None, any_settings)
 
 
 def overrides(sets: Optional[list[str]], dataset: Optional[str] = None, epochs: Optional[int] = None) -> list[str]:

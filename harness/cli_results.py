@@ -8,6 +8,9 @@ from typing import Optional
 import typer
 
 from .cli_common import (
+    AnySettingsOption,
+    CompareEpochsOption,
+    CompareSetOption,
     FormatOption,
     MetricOption,
     SourceOption,
@@ -16,6 +19,7 @@ from .cli_common import (
     app,
     context,
     echo,
+    note,
     scope,
 )
 
@@ -29,25 +33,33 @@ def compare(
     dataset: str = SourceOption,
     subset: Optional[int] = SubsetOption,
     metric: str = MetricOption,
+    sets: Optional[list[str]] = CompareSetOption,
+    epochs: Optional[int] = CompareEpochsOption,
+    any_settings: bool = AnySettingsOption,
     fmt: str = FormatOption,
     out_file: Optional[Path] = typer.Option(None, "--out", help="Write the table to FILE."),
-    chart_file: Optional[Path] = typer.Option(None, "--chart", help="History chart PNG (default: mlruns/reports/)."),
+    chart_file: Optional[Path] = typer.Option(None, "--chart", help="Write the waterfall of the history to PNG."),
     tracking_uri: Optional[str] = TrackingOption,
 ) -> None:
-    """The history as a table: metric mean +/- std (n), delta vs parent, Welch's p-value."""
+    """The history as a table: metric over seeds, change vs parent, Welch's p-value. Runs made
+    with one set of settings: those given, else those of the latest run (notes on stderr)."""
     from . import compare as comparing
 
     ctx = context(tracking_uri)
     output = comparing.Output(fmt, out_file, chart_file)
-    result = comparing.compare_command(ctx, scope(dataset, subset, metric), names, chain, output)
+    result = comparing.compare_command(
+        ctx, scope(dataset, subset, metric, (sets, epochs, any_settings)), names, chain, output
+    )
     if out_file:
-        echo(f"wrote {out_file}")
+        note(f"wrote {out_file}")
     else:
         echo(result.text)
-    echo(
-        "runs used (latest finished per entry): " + "; ".join(f"{r.entry} {r.runs}" for r in result.table.itertuples())
-    )
-    echo(f"chart: {result.chart}")
+    for line in result.comparison.notes:
+        note(line)
+    used = "; ".join(f"{r.entry} {r.runs}" for r in result.comparison.frame.itertuples() if r.runs)
+    note(f"runs used (latest finished per entry with these settings): {used}")
+    if result.chart:
+        note(f"chart: {result.chart}")
 
 
 @app.command("select")
@@ -56,12 +68,15 @@ def select_final(
     metric: str = MetricOption,
     dataset: str = SourceOption,
     subset: Optional[int] = SubsetOption,
+    sets: Optional[list[str]] = CompareSetOption,
+    epochs: Optional[int] = CompareEpochsOption,
     tracking_uri: Optional[str] = TrackingOption,
 ) -> None:
-    """Pick the best entry on validation, test its model once, register it as @champion."""
+    """Pick the best entry on validation, test its model once, register it as @champion.
+    Candidates are the runs of the entries as written, unless --set/--epochs name others."""
     from .selection import select
 
-    select(context(tracking_uri), scope(dataset, subset, metric), names)
+    select(context(tracking_uri), scope(dataset, subset, metric, (sets, epochs, False)), names)
 
 
 @app.command()
@@ -71,6 +86,8 @@ def report(
     dataset: str = SourceOption,
     subset: Optional[int] = SubsetOption,
     metric: str = MetricOption,
+    sets: Optional[list[str]] = CompareSetOption,
+    epochs: Optional[int] = CompareEpochsOption,
     tracking_uri: Optional[str] = TrackingOption,
 ) -> None:
     """The study as one Markdown or HTML document: history, curves, tuning, final model."""
@@ -80,16 +97,17 @@ def report(
     check_format(fmt)
     ctx = context(tracking_uri)
     target = out_file or reports(ctx.root) / f"report.{fmt}"
-    echo(f"wrote {build_report(ctx, scope(dataset, subset, metric), target, fmt)}")
+    echo(f"wrote {build_report(ctx, scope(dataset, subset, metric, (sets, epochs, False)), target, fmt)}")
 
 
 @app.command()
 def ui(
     port: int = typer.Option(5000, "--port"),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address; 127.0.0.1 keeps it on this machine."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show the server's own output (else: mlruns/ui.log)."),
     tracking_uri: Optional[str] = TrackingOption,
 ) -> None:
-    """The MLflow UI over this store, on 127.0.0.1."""
+    """The MLflow UI over this store, on 127.0.0.1, in its model-training view."""
     from .servers import run_ui
 
-    raise typer.Exit(run_ui(context(tracking_uri), host, port))
+    raise typer.Exit(run_ui(context(tracking_uri), (host, port), verbose))

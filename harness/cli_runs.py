@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
-from rich.tree import Tree
 
 from .cli_common import (
     DatasetOption,
@@ -16,10 +16,13 @@ from .cli_common import (
     MetricOption,
     SeedsOption,
     SetOption,
+    StorageOption,
+    SystemMetricsOption,
     TrackingOption,
     app,
     context,
     echo,
+    note,
     out,
     overrides,
     warn,
@@ -30,23 +33,15 @@ from .cli_common import (
 
 @app.command("list")
 def list_entries() -> None:
-    """The entries as a lineage tree, with their descriptions."""
-    from .entries import Registry, first_sentence
+    """The entries as a numbered history, branches indented under their parent."""
+    from .entries import Registry
+    from .lineage import lineage_lines
 
-    ctx = context()
-    registry = Registry(ctx.root)
-    children = registry.children(warn=warn)
-    tree = Tree(f"ablations/ ({len(registry.names())} entries)")
-
-    def add(node, name):
-        entry = registry.entry(name)
-        branch = node.add(f"[bold]{name}[/bold]  {first_sentence(entry.description)}")
-        for child in children.get(name, []):
-            add(branch, child)
-
-    for root_name in children.get(None, []):
-        add(tree, root_name)
-    out.print(tree)
+    registry = Registry(context().root)
+    lines = lineage_lines(registry, warn=warn)
+    echo(f"ablations/ ({len(lines)} entries; the number is the step in its history)")
+    for line in lines:
+        echo(line)
 
 
 @app.command()
@@ -94,6 +89,7 @@ def run_ablation(
     sets: Optional[list[str]] = SetOption,
     seeds: Optional[str] = SeedsOption,
     force: bool = ForceOption,
+    system_metrics: bool = SystemMetricsOption,
     tracking_uri: Optional[str] = TrackingOption,
 ) -> None:
     """Train an entry and record it as an MLflow run (or a group of seed runs)."""
@@ -101,7 +97,8 @@ def run_ablation(
     from .runner import run_ablation as run
 
     ctx = context(tracking_uri)
-    run(ctx, name, overrides(sets, dataset, epochs), seeds=parse_seeds(seeds), force=force)
+    extra = [*overrides(sets, dataset, epochs), *(["training.system_metrics=true"] if system_metrics else [])]
+    run(ctx, name, extra, seeds=parse_seeds(seeds), force=force)
 
 
 @app.command()
@@ -114,18 +111,58 @@ def ablate(
     sets: Optional[list[str]] = SetOption,
     metric: str = MetricOption,
     fmt: str = FormatOption,
+    chart: Optional[Path] = typer.Option(None, "--chart", help="Write the forest plot of the contributions to PNG."),
     force: bool = typer.Option(False, "--force", help="Train even where identical finished runs exist."),
     tracking_uri: Optional[str] = TrackingOption,
 ) -> None:
     """What each step contributes to NAME: NAME against NAME without that one step."""
-    from . import leave_one_out as loo
+    from . import leave_one_out_run as loo
+    from .interrupts import GUARD
     from .runner import parse_seeds
     from .tables import check_format
 
     check_format(fmt)
     loo.check_mode(leave_one_out)
+    if chart is not None and not chart.parent.is_dir():
+        from .errors import HarnessError
+
+        raise HarnessError(f"--chart {chart}: folder {chart.parent} does not exist")
     ctx = context(tracking_uri)
-    table = loo.run_leave_one_out(
-        ctx, name, overrides(sets, dataset, epochs), seeds=parse_seeds(seeds), force=force, metric=metric
-    )
-    echo(loo.render(table, metric, fmt))
+    how = {"seeds": parse_seeds(seeds), "force": force, "metric": metric, "chart": chart}
+    ablation = loo.run_leave_one_out(ctx, name, overrides(sets, dataset, epochs), **how)
+    echo(loo.render(ablation.table, metric, fmt))
+    if chart is not None and ablation.record_run_id:
+        note(f"chart: {chart}")
+    GUARD.check()  # after Ctrl-C: the table of what finished, then exit 130
+
+
+@app.command()
+def study(
+    target: str = typer.Argument(..., help="The last step of the history to study, e.g. final."),
+    seeds: str = typer.Option("3", "--seeds", help="Seeds per cell: a count (3) or a list (0,1,7)."),
+    leave_one_out: bool = typer.Option(False, "--leave-one-out", help="Also every leave-one-out variant of TARGET."),
+    dataset: Optional[str] = DatasetOption,
+    epochs: Optional[int] = EpochsOption,
+    sets: Optional[list[str]] = SetOption,
+    workers: int = typer.Option(
+        1, "--workers", help="Worker processes on this machine (one GPU each where there are GPUs)."
+    ),
+    storage: Optional[str] = StorageOption,
+    name: str = typer.Option("", "--name", help="Another study of the same command (e.g. after editing entries)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells and which are done; change nothing."),
+    worker: bool = typer.Option(False, "--worker", hidden=True),
+    tracking_uri: Optional[str] = TrackingOption,
+) -> None:
+    """The report's whole study: every step (and variant) over the seeds, the comparison, the
+    final model selected, tested and registered, the report. The same command continues it;
+    workers here (--workers) or on other machines (--storage postgresql://...) share it."""
+    from .context import Context
+    from .entries import find_root
+    from .runner import parse_seeds
+    from .study_cells import StudyPlan
+    from .study_run import StudyOptions, run_study
+
+    plan_ = StudyPlan(target, tuple(overrides(sets, dataset, epochs)), tuple(parse_seeds(seeds)), leave_one_out)
+    options = StudyOptions(storage, workers, worker, name, dry_run)
+    ctx = Context(find_root(), tracking_uri, echo=echo, verbose=0 if worker or workers > 1 else None)
+    run_study(ctx, plan_, options)

@@ -74,8 +74,9 @@ def dashboard(
     storage: Optional[str] = StorageOption,
     port: int = typer.Option(8080, "--port"),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address; 127.0.0.1 keeps it on this machine."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show the server's own output (else a log file)."),
 ) -> None:
     """optuna-dashboard over the studies' storage, on 127.0.0.1."""
     from .servers import run_dashboard
 
-    raise typer.Exit(run_dashboard(context(), storage, host, port))
+    raise typer.Exit(run_dashboard(context(), storage, (host, port), verbose))

@@ -74,8 +74,15 @@ class Resolved:
         return spec_fingerprint(self.spec)
 
 
+NOT_FINGERPRINTED = ("system_metrics",)  # training keys that record a run without changing it
+
+
 def spec_fingerprint(spec: Spec) -> str:
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """Hash of what determines a run: the resolved spec less what only records it."""
+    tree = spec.model_dump(mode="json")
+    for key in NOT_FINGERPRINTED:
+        tree["training"].pop(key, None)
+    canonical = json.dumps(tree, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -261,12 +268,6 @@ def _merge(base: dict, update: dict, origin: str, sources: dict[str, str], prefi
             base[key] = copy.deepcopy(value)
             forget_below(sources, dotted)
             sources[dotted] = origin
-
-
-def first_sentence(text: str, limit: int = 110) -> str:
-    """An entry's description cut to its first sentence (and `limit` characters)."""
-    sentence = text.split(". ")[0].rstrip(".")
-    return sentence if len(sentence) <= limit else sentence[: limit - 3] + "..."
 
 
 def validate(merged: dict, sources: dict[str, str], fallback: str) -> Spec:

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
-from . import tables
-from .context import Context
 from .diffs import ABSENT, diff_against_parent
 from .entries import Registry
-from .errors import HarnessError
 
 
 @dataclass
@@ -126,97 +123,3 @@ def _lists(node: Any) -> Any:
         if indices == list(range(len(indices))):
             return [converted[str(i)] for i in indices]
     return converted
-
-
-def check_mode(leave_one_out_flag: bool) -> None:
-    """`ablate` has one mode so far; it must be asked for by name."""
-    if not leave_one_out_flag:
-        raise HarnessError("ablate needs --leave-one-out (the only mode so far)")
-
-
-def check_variant(registry: Registry, name: str, overrides: list[str], variant: Variant) -> None:
-    """A variant must resolve like an entry (it is NAME plus section overrides)."""
-    try:
-        registry.resolve(name, [*overrides, *variant.overrides])
-    except HarnessError as exc:
-        raise HarnessError(f"leave-one-out of {variant.step}: the reverted spec is invalid: {exc}") from None
-
-
-def variant_label(variant: Optional[Variant]) -> str:
-    return "full" if variant is None else f"without {variant.step}"
-
-
-def run_leave_one_out(
-    ctx: Context,
-    name: str,
-    overrides: list[str],
-    *,
-    seeds: Optional[list[int]] = None,
-    force: bool = False,
-    metric: str = "best_val_accuracy",
-):
-    """Run NAME and every runnable variant (same seeds), then the comparison table: one row
-    per step with what it contributes (full minus without), Welch's p where n >= 2."""
-    import pandas as pd
-
-    from . import runner
-    from .compare import evidence_of, metric_key
-
-    key = metric_key(metric)
-    registry = Registry(ctx.root)
-    variants = leave_one_out(registry, name, overrides)
-    for variant in variants:
-        if variant.runnable:
-            check_variant(registry, name, overrides, variant)
-    full = runner.run_ablation(ctx, name, overrides, seeds=seeds, force=force)
-    store = ctx.writable_store
-    full_evidence = evidence_of(store, full.experiment_id, store.client.get_run(full.run_id), "full")
-    rows = [_loo_row(name, "(all steps)", full_evidence, None, key, "")]
-    for variant in variants:
-        label = variant_label(variant)
-        if not variant.runnable:
-            rows.append(_loo_row(name, variant.step, None, None, key, variant.describe()))
-            continue
-        ctx.echo(f"=== {name} {label}")
-        try:
-            outcome = runner.run_ablation(
-                ctx, name, [*overrides, *variant.overrides], seeds=seeds, force=force, variant=label
-            )
-        except HarnessError as exc:
-            rows.append(_loo_row(name, variant.step, None, None, key, f"cannot run on this data: {exc}"))
-            continue
-        evidence = evidence_of(store, outcome.experiment_id, store.client.get_run(outcome.run_id), label)
-        rows.append(_loo_row(name, variant.step, evidence, full_evidence, key, variant.describe()))
-    return pd.DataFrame(rows)
-
-
-def render(table, metric: str, fmt: str) -> str:
-    """The leave-one-out table as text, markdown, csv or html (tables.leave_one_out)."""
-    from .compare import metric_key
-
-    return tables.render_frame(table, tables.leave_one_out(table, metric_key(metric)), fmt)
-
-
-def _loo_row(name: str, step: str, evidence, full, key: str, note: str) -> dict[str, Any]:
-    """One row: the variant's metric over seeds and, against the full entry, its contribution."""
-    from .stats import welch_p
-
-    row: dict[str, Any] = {
-        "variant": f"{name} without {step}" if full is not None or evidence is None else name,
-        "step": step,
-    }
-    if evidence is None:
-        row.update({key: None, "std": None, "n": 0, "contribution": None, "p_value": None, "note": note, "runs": ""})
-        return row
-    row.update(
-        {
-            key: evidence.mean(key),
-            "std": evidence.std(key),
-            "n": evidence.n(key),
-            "contribution": (full.mean(key) - evidence.mean(key)) if full is not None else None,
-            "p_value": welch_p(full.values[key], evidence.values[key]) if full is not None else None,
-            "note": note,
-            "runs": ",".join(evidence.run_ids),
-        }
-    )
-    return row

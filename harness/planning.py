@@ -61,22 +61,48 @@ def preflight(resolved: Resolved, dataset: data_module.Dataset) -> None:
             )
 
 
-def run_tags(planned: Planned, kind: str, root: Path) -> dict[str, str]:
-    """The tags every harness run carries (README, Tracking)."""
+def run_tags(planned: Planned, kind: str, root: Path, settings: Sequence[str] = ()) -> dict[str, str]:
+    """The tags every harness run carries (README, Tracking); `settings` are the overrides
+    the user gave apart from the entry (settings.py). A group carries no seed: the caller
+    removes it."""
+    from . import settings as run_settings
+
     r = planned.resolved
+    commit = git_commit(root)
+    source = {"mlflow.source.name": _relative(r.entry.path, root), "mlflow.source.type": "LOCAL"}
+    if commit != "unknown":
+        source["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
     return {
+        **source,
+        f"{TAG}settings": run_settings.label(settings),
+        f"{TAG}settings_fingerprint": run_settings.fingerprint(settings),
         f"{TAG}entry": r.name,
         f"{TAG}parent": r.parent or "",
         f"{TAG}chain": " > ".join(r.chain),
         f"{TAG}kind": kind,
+        f"{TAG}step": step_label(r),
         f"{TAG}spec_fingerprint": r.fingerprint(),
         f"{TAG}dataset_fingerprint": planned.data.fingerprint,
         f"{TAG}dataset": planned.data.source,
         f"{TAG}seed": str(r.spec.training.seed),
         f"{TAG}overrides": " ".join(r.overrides),
-        f"{TAG}git_commit": git_commit(root),
+        f"{TAG}git_commit": commit,
         "mlflow.note.content": r.entry.description,
     }
+
+
+def _relative(path: Path, root: Path) -> str:
+    """The entry's file as MLflow's Source column shows it: ablations/NAME.yaml."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def step_label(resolved: Resolved) -> str:
+    """The entry's position in its history and its name, '01 baseline' .. '15 final': sorting
+    the runs table by this tag gives the report's order (a branch follows its parent)."""
+    return f"{len(resolved.chain):02d} {resolved.name}"
 
 
 def git_commit(root: Path) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Optional
 
 from . import paths
@@ -15,10 +16,12 @@ from .context import Context
 from .entries import Registry, Resolved
 from .errors import HarnessError
 from .interrupts import GUARD
+from .links import run_link
 from .locks import exclusive
 from .planning import Planned, plan, run_tags
-from .stats import seed_statistics
-from .tracked_run import Outcome, RunOptions, tracked_fit
+from .run_inputs import log_dataset_inputs
+from .stats import format_summary, seed_statistics
+from .tracked_run import Outcome, RunOptions, log_group_curves, tracked_fit
 from .tracking import TAG, Store
 
 MAX_SEEDS = 1000  # a group of more runs than this is a typo
@@ -50,6 +53,15 @@ def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
     return seeds
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A leave-one-out variant of an entry: its label ('without adam') and the overrides
+    that put the step's keys back to the parent's values (not the run's settings)."""
+
+    label: str
+    overrides: tuple[str, ...] = ()
+
+
 def run_ablation(
     ctx: Context,
     name: str,
@@ -57,21 +69,27 @@ def run_ablation(
     *,
     seeds: Optional[Sequence[int]] = None,
     force: bool = False,
-    variant: Optional[str] = None,
+    variant: Optional[Variant] = None,
 ) -> Outcome:
-    """Train entry `name` and record it; with `seeds`, a group run with one child per seed.
-    A spec and dataset that already have a FINISHED run are not trained again unless `force`.
-    `variant` labels a leave-one-out variant (kind `variant`, tag harness.variant)."""
+    """Train entry `name` with `overrides` (its settings) and record it; with `seeds`, a
+    group run with one child per seed, reusing any seed already finished. A spec and dataset
+    that already have a FINISHED run are not trained again unless `force`. `variant` makes
+    it a leave-one-out variant (kind `variant`, tag harness.variant)."""
     registry = Registry(ctx.root)
-    planned = plan(registry, name, overrides)
+    extra = list(variant.overrides) if variant else []
+    planned = plan(registry, name, [*overrides, *extra])
     if seeds:
-        return _run_group(ctx, registry, planned, list(seeds), force=force, variant=variant)
+        return _run_group(ctx, registry, planned, list(seeds), force=force, variant=variant, settings=tuple(overrides))
+    label = variant.label if variant else None
     options = RunOptions(
         kind="variant" if variant else "run",
-        variant=variant,
-        run_name=f"{planned.resolved.name} {variant}" if variant else None,
+        variant=label,
+        run_name=f"{planned.resolved.name} {label}" if variant else None,
+        settings=tuple(overrides),
     )
-    return run_once(ctx, planned, options, force=force)
+    outcome = run_once(ctx, planned, options, force=force)
+    ctx.echo(f"MLflow: {run_link(ctx.store.uri, outcome.experiment_id, outcome.run_id)}")
+    return outcome
 
 
 def run_once(ctx: Context, planned: Planned, options: RunOptions, *, force: bool = False) -> Outcome:
@@ -129,37 +147,50 @@ def _resumable(ctx: Context, experiment_id: str, identity: dict[str, str], varia
     return None
 
 
-def _run_group(
-    ctx: Context, registry: Registry, planned: Planned, seeds: list[int], *, force: bool, variant: Optional[str]
-) -> Outcome:
-    r = planned.resolved
+def _run_group(ctx: Context, registry: Registry, planned: Planned, seeds: list[int], **how) -> Outcome:
+    """how: force, variant (a Variant or None), settings (the user's overrides)."""
+    r, variant = planned.resolved, how["variant"]
+    label = variant.label if variant else None
     per_seed = [plan(registry, r.name, [*r.overrides, f"training.seed={s}"]) for s in seeds]
     store = ctx.writable_store
     experiment_id = store.experiment_id(planned.experiment)
-    tags = run_tags(planned, "variant" if variant else "group", ctx.root)
+    tags = run_tags(planned, "variant" if variant else "group", ctx.root, how["settings"])
+    del tags[f"{TAG}seed"]
     tags[f"{TAG}seeds"] = ",".join(str(s) for s in seeds)
-    if variant:
-        tags[f"{TAG}variant"] = variant
+    if label:
+        tags[f"{TAG}variant"] = label
     tags[f"{TAG}spec_fingerprint"] = _group_fingerprint(r, seeds)
     identity = {k: tags[k] for k in (f"{TAG}spec_fingerprint", f"{TAG}dataset_fingerprint", f"{TAG}kind")}
-    if not force:
+    if not how["force"]:
         done = store.find_finished(experiment_id, identity)
         if done is not None:
             ctx.echo(f"{r.name}: seeds {seeds} already done in group run {done.info.run_id}; --force runs them again")
+            ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, done.info.run_id)}")
             return Outcome(done.info.run_id, experiment_id, "FINISHED", skipped=True, metrics=dict(done.data.metrics))
-    title = f"{r.name} {variant}" if variant else r.name
+    title = f"{r.name} {label}" if label else r.name
     with store.run(experiment_id, f"{title} x{len(seeds)} seeds", tags) as group:
         store.log(group.info.run_id, params={k: v for k, v in r.flat().items() if k != "training.seed"})
+        log_dataset_inputs(store.client, group.info.run_id, planned.data)
         children = []
         for seed, seeded in zip(seeds, per_seed):
             GUARD.check()
             ctx.echo(f"--- seed {seed}")
-            options = RunOptions(kind="seed", parent_run_id=group.info.run_id, variant=variant, run_name=title)
-            children.append(run_once(ctx, seeded, options, force=True))
+            options = RunOptions(
+                kind="seed",
+                parent_run_id=group.info.run_id,
+                variant=label,
+                run_name=f"{title} seed {seed}",
+                settings=how["settings"],
+            )
+            children.append(run_once(ctx, seeded, options, force=how["force"]))  # a finished seed is reused
+            store.log(group.info.run_id, tags={f"{TAG}members": ",".join(c.run_id for c in children)})
         stats = seed_statistics([c.metrics for c in children])
         store.log(group.info.run_id, metrics=stats)
-    mean, std = stats.get("best_val_accuracy_mean", 0.0), stats.get("best_val_accuracy_std", 0.0)
-    ctx.echo(f"{r.name}: best val_accuracy {mean:.4f} +/- {std:.4f} (n={len(seeds)})  (group run {group.info.run_id})")
+        log_group_curves(store, group.info.run_id, [c.run_id for c in children], f"{title} on {planned.data.source}")
+    ctx.echo(
+        f"{r.name}: best val_accuracy {format_summary(stats, 'best_val_accuracy')}  (group run {group.info.run_id})"
+    )
+    ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, group.info.run_id)}")
     return Outcome(group.info.run_id, experiment_id, "FINISHED", metrics=stats, children=children)
 
 

@@ -3,6 +3,8 @@ tested once on the test split, recorded as a `final` run and registered as `cham
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,11 +13,16 @@ from typing import Optional
 
 import pandas as pd
 
-from .compare import Evidence, Scope, experiment_for, higher_is_better, history_order, latest_evidence
+from . import settings as run_settings
+from .compare import Scope, experiment_for, higher_is_better, history_order
 from .context import Context
 from .entries import Registry
 from .errors import HarnessError
-from .paths import metric_slug, slug
+from .evidence import Evidence, RunIndex
+from .links import run_link
+from .paths import slug
+from .run_inputs import log_test_input
+from .tables import mean_over_seeds
 from .tracking import TAG
 
 ALIAS = "champion"
@@ -83,15 +90,22 @@ class Pick:
 
 
 def select(ctx: Context, scope: Scope, names: Optional[Sequence[str]] = None) -> Selection:
-    """Pick, test once, record, register. Raises HarnessError when there is nothing to pick."""
+    """Pick, test once, record, register. The candidates are the runs made with the entries
+    as written, unless the scope names other settings: a smoke run (--epochs 2) is never
+    picked over a full one unless asked for. Raises HarnessError when there is nothing to pick."""
     key = scope.key
     registry = Registry(ctx.root)
     order = history_order(registry, names, None)
     store = ctx.reading_store()
-    experiment_id = experiment_for(store, scope.source, scope.subset)
-    evidence = {n: e for n in order if (e := latest_evidence(store, experiment_id, n)) is not None}
+    index = RunIndex(store, experiment_for(store, scope.source, scope.subset))
+    wanted = scope.settings if scope.settings is not None else ()
+    fingerprint, label = run_settings.fingerprint(wanted), run_settings.label(wanted)
+    pinned = dict(scope.pinned)
+    evidence = {n: e for n in order if (e := index.pinned_or_latest(n, fingerprint, pinned)) is not None}
     if not evidence:
-        raise HarnessError(f"no finished runs to select from on {scope.source!r}; run-ablation some entries first")
+        others = sorted({s for n in order for s in index.other_settings(n, fingerprint)})
+        hint = f"; runs exist with: {'; '.join(others)} (select among them with --set or --epochs)" if others else ""
+        raise HarnessError(f"no finished runs to select from on {scope.experiment} with settings {label}{hint}")
     missing = [n for n, e in evidence.items() if key not in e.values]
     if missing:
         raise HarnessError(f"--metric {scope.metric!r}: not recorded for {', '.join(missing)}")
@@ -103,8 +117,8 @@ def select(ctx: Context, scope: Scope, names: Optional[Sequence[str]] = None) ->
         [{"entry": n, key: e.mean(key), "std": e.std(key), "n": e.n(key)} for n, e in evidence.items()]
     )
     ctx.echo(
-        f"selected {best_name}: {key} {best.mean(key):.4f} +/- {best.std(key):.4f} (n={best.n(key)}); "
-        f"model of run {pick.source_run_id}"
+        f"selected {best_name} among {len(evidence)} entries (settings: {label}): {key} "
+        f"{mean_over_seeds(best.mean(key), best.std(key), best.n(key))}; model of run {pick.source_run_id}"
     )
     return _test_and_register(ctx, scope, pick, candidates)
 
@@ -165,20 +179,21 @@ def _test_and_register(ctx: Context, scope: Scope, pick: Pick, candidates: pd.Da
             f"{TAG}entry": name,
             f"{TAG}kind": "final",
             f"{TAG}source_run": source_run_id,
-            f"{TAG}selected_by": f"{key} {evidence.mean(key):.4f} +/- {evidence.std(key):.4f} (n={evidence.n(key)})",
+            f"{TAG}selected_by": f"{key} {mean_over_seeds(evidence.mean(key), evidence.std(key), evidence.n(key))}",
+            f"{TAG}step": source_run.data.tags.get(f"{TAG}step", ""),
+            f"{TAG}settings": source_run.data.tags.get(f"{TAG}settings", ""),
+            f"{TAG}settings_fingerprint": source_run.data.tags.get(f"{TAG}settings_fingerprint", ""),
             f"{TAG}spec_fingerprint": source_run.data.tags.get(f"{TAG}spec_fingerprint", ""),
             f"{TAG}dataset_fingerprint": source_run.data.tags.get(f"{TAG}dataset_fingerprint", ""),
             f"{TAG}dataset": scope.source,
+            **{k: v for k, v in source_run.data.tags.items() if k.startswith("mlflow.source.")},
         }
         model_name = registered_name(scope.source)
-        with store.run(experiment_id, f"final {name}", tags) as run:
+        with store.run(experiment_id, f"{name} selected, tested", tags) as run:
             run_id = run.info.run_id
-            metrics = result.metrics("test")
-            for label, row in table.iterrows():
-                for column in ("Precision", "Recall", "F1-Score", "Support"):
-                    if row[column] is not None and not pd.isna(row[column]):
-                        metrics[f"test_{column.lower().replace('-', '')}_{metric_slug(label)}"] = float(row[column])
-            metrics[f"selected_{key}_mean"] = evidence.mean(key)
+            metrics = result.metrics("test")  # accuracy, loss, macro F1 and per-class F1 on the test split
+            metrics[key] = evidence.mean(key)  # the validation figure it was selected by: ranks with the runs
+            log_test_input(store.client, run_id, scope.source, test, class_names)
             store.log(
                 run_id, params={"entry": name, "source_run": source_run_id, "selection_metric": key}, metrics=metrics
             )
@@ -189,7 +204,8 @@ def _test_and_register(ctx: Context, scope: Scope, pick: Pick, candidates: pd.Da
                 store.log_artifact(run_id, folder / artifact)
             sample = test.x[:4]
             signature = mlflow.models.infer_signature(sample, model.predict(sample, verbose=0))
-            with store.fluent(), mlflow.start_run(run_id=run_id, nested=False):
+            quiet = contextlib.redirect_stderr(io.StringIO())  # MLflow prints "Successfully registered ..."
+            with store.fluent(), mlflow.start_run(run_id=run_id, nested=False), quiet:
                 info = mlflow.keras.log_model(
                     model,
                     name="model",
@@ -205,6 +221,7 @@ def _test_and_register(ctx: Context, scope: Scope, pick: Pick, candidates: pd.Da
         f"as @{ALIAS} (run {run_id})"
     )
     ctx.echo(format_table(table))
+    ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, run_id)}")
     return Selection(
         name,
         key,

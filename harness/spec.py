@@ -121,7 +121,7 @@ class LossSpec(Strict):
 
 class EarlyStoppingSpec(Strict):
     monitor: Literal[MONITORS] = "val_accuracy"  # type: ignore[valid-type]
-    patience: int = Field(5, ge=0)  # the report's value
+    patience: int = Field(5, ge=0, le=10_000)  # the report's value
     mode: Literal["min", "max", "auto"] = "max"
     min_delta: float = Field(0.0, ge=0.0)
     restore_best_weights: bool = True
@@ -131,7 +131,7 @@ class LRScheduleSpec(Strict):
     name: Literal["reduce_on_plateau"] = "reduce_on_plateau"
     monitor: Literal[MONITORS] = "val_loss"  # type: ignore[valid-type]  # Keras's default
     factor: float = Field(0.5, gt=0.0, lt=1.0)
-    patience: int = Field(3, ge=0)
+    patience: int = Field(3, ge=0, le=10_000)
     min_lr: float = Field(1e-6, ge=0.0, le=10.0)
     min_delta: float = Field(1e-4, ge=0.0)  # Keras's default: smaller changes are no improvement
 
@@ -155,6 +155,10 @@ class TrainingSpec(Strict):
     # Deterministic kernels: a resumed run then logs exactly what an uninterrupted one would.
     # Off by default: TensorFlow's deterministic ops can be slower, and runs differ by seed anyway.
     deterministic: bool = False
+    # MLflow's system metrics (CPU, memory, GPU where present), sampled every few seconds.
+    # Off by default (bench/overhead.py --system-metrics measures its cost); it does not change
+    # what is trained, so it is left out of the spec's fingerprint and of a run's settings.
+    system_metrics: bool = False
 
 
 class Spec(Strict):

@@ -66,13 +66,26 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
     return None if math.isnan(p) else p
 
 
+def format_summary(stats: dict[str, float], key: str) -> str:
+    """A group's metric as one reads it: '0.5764 +/- 0.0123 (n=3)', or '0.5764 (n=1)'."""
+    n = int(stats.get(f"{key}_n", 1))
+    mean = stats.get(key, float("nan"))
+    if n < 2:
+        return f"{mean:.4f} (n={n})"
+    return f"{mean:.4f} +/- {stats.get(f'{key}_std', 0.0):.4f} (n={n})"
+
+
 def seed_statistics(runs: list[dict[str, float]]) -> dict[str, float]:
-    """mean, std (n-1) and n of every final metric present in all runs, as group metrics."""
+    """A group's metrics: every final metric present in all runs under its own name (the
+    mean, so one column of MLflow's runs table ranks single runs and groups together), with
+    _std (n-1), _n and the 95% interval _ci_low, _ci_high beside it."""
     keys = set.intersection(*(set(m) for m in runs)) if runs else set()
     stats: dict[str, float] = {}
     for key in sorted(keys):
         summary = summarize([m[key] for m in runs])
-        stats[f"{key}_mean"] = summary.mean
+        stats[key] = summary.mean
         stats[f"{key}_std"] = summary.std
         stats[f"{key}_n"] = float(summary.n)
+        stats[f"{key}_ci_low"] = summary.ci_low
+        stats[f"{key}_ci_high"] = summary.ci_high
     return stats

@@ -21,6 +21,7 @@ from .diffs import Diff
 from .errors import RunFailed
 from .interrupts import GUARD
 from .planning import Planned, run_tags
+from .run_inputs import log_dataset_inputs
 from .tracking import TAG, Store
 from .yamlio import dump_yaml
 
@@ -29,7 +30,8 @@ from .yamlio import dump_yaml
 class RunOptions:
     """How a run is recorded. kind: run, seed, trial or variant (tag harness.kind);
     parent_run_id: the group or study it belongs to; variant: a leave-one-out variant's label;
-    checkpoints: back up the training state every epoch (a trial is retried, not resumed)."""
+    save_model: log model.keras (a trial does not); checkpoints: back up the training state
+    every epoch (a trial is retried, not resumed)."""
 
     kind: str = "run"
     parent_run_id: Optional[str] = None
@@ -39,6 +41,7 @@ class RunOptions:
     callbacks: Sequence[Any] = ()
     save_model: bool = True
     checkpoints: bool = True
+    settings: tuple[str, ...] = ()  # the user's overrides apart from the entry (settings.py)
 
 
 @dataclass
@@ -81,7 +84,7 @@ def tracked_fit(ctx: Context, planned: Planned, options: RunOptions, resume_run_
     if warning:
         echo(f"warning: {warning}")
     GUARD.check()
-    tags = {**run_tags(planned, options.kind, ctx.root), **options.tags}
+    tags = {**run_tags(planned, options.kind, ctx.root, options.settings), **options.tags}
     if options.variant:
         tags[f"{TAG}variant"] = options.variant
     with store.run(experiment_id, options.run_name or r.name, tags, options.parent_run_id, run_id=resume_run_id) as run:
@@ -93,6 +96,7 @@ def tracked_fit(ctx: Context, planned: Planned, options: RunOptions, resume_run_
             if warning:
                 extra[f"{TAG}warning"] = warning
             store.log(run_id, params=r.flat(), tags=extra)
+            log_dataset_inputs(store.client, run_id, planned.data)
         logged_through = _last_logged_epoch(store, run_id) if resume_run_id else 0
         echo(
             f"{'resuming' if resume_run_id else 'training'} {r.name} [{' > '.join(r.chain[-3:])}] on "
@@ -105,10 +109,12 @@ def tracked_fit(ctx: Context, planned: Planned, options: RunOptions, resume_run_
         if options.checkpoints:
             callbacks.append(checkpoint.Checkpoint(backup_dir, identity, core, resumed))
         callbacks.extend(options.callbacks)
+        sampling = store.system_metrics(run_id, planned.spec.training.system_metrics, resumed=bool(resume_run_id))
         try:
-            result = train.fit(
-                planned.spec, planned.data, model, callbacks, verbose=ctx.verbose, initial_epoch=epochs_done
-            )
+            with sampling:
+                result = train.fit(
+                    planned.spec, planned.data, model, callbacks, verbose=ctx.verbose, initial_epoch=epochs_done
+                )
         except train.TrainingDiverged as exc:
             raise RunFailed(str(exc), run_id) from None
         echo(f"{r.name}: evaluating {len(planned.data.val)} validation images, writing the model and artifacts")
@@ -191,6 +197,24 @@ def _log_artifacts(store: Store, run_id: str, planned: Planned, trained: Trained
         if save_model:
             model.save(folder / "model.keras")
         store.client.log_artifacts(run_id, str(folder))
+
+
+CURVE_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy")
+
+
+def log_group_curves(store: Store, group_run_id: str, member_ids: Sequence[str], title: str) -> None:
+    """The learning curves of a seed group: the mean over its seed runs, with a band of +/-
+    one standard deviation, as the group run's learning_curves.png."""
+    from . import plots
+
+    histories: dict[str, list[list[float]]] = {}
+    for run_id in member_ids:
+        for key in CURVE_METRICS:
+            points = sorted(store.client.get_metric_history(run_id, key), key=lambda p: p.step)
+            histories.setdefault(key, []).append([p.value for p in points])
+    with tempfile.TemporaryDirectory(prefix="harness-group-") as tmp:
+        path = plots.seed_curves(histories, title, Path(tmp) / "learning_curves.png")
+        store.log_artifact(group_run_id, path)
 
 
 def _diff_text(diff: Diff) -> str:

@@ -30,6 +30,7 @@ from .store_uri import check_uri, sqlite_path
 TAG = "harness."  # prefix of the harness's own tags, apart from MLflow's
 PARAMS_PER_CALL = 100  # MLflow's log_batch limit for params
 METRICS_PER_CALL = 1000  # and for metrics
+SYSTEM_SECONDS = 5  # between system-metrics samples: a few per epoch of the report's model here
 
 
 def default_tracking_uri(root: Path) -> str:
@@ -200,6 +201,23 @@ class Store:
             raise
         else:
             self._end(run_id, "FINISHED", None)
+
+    @contextlib.contextmanager
+    def system_metrics(self, run_id: str, enabled: bool, resumed: bool = False) -> Iterator[None]:
+        """MLflow's own system-metrics sampling (CPU, memory, GPU where present) for the block."""
+        if not enabled:
+            yield
+            return
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(
+            run_id, sampling_interval=SYSTEM_SECONDS, resume_logging=resumed, tracking_uri=self.uri
+        )
+        monitor.start()
+        try:
+            yield
+        finally:
+            monitor.finish()
 
     def _end(self, run_id: str, status: str, reason: Optional[str]) -> None:
         if reason:

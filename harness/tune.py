@@ -26,7 +26,9 @@ from .context import Context
 from .entries import Registry
 from .errors import HarnessError, RunFailed
 from .interrupts import GUARD
+from .links import run_link
 from .planning import Planned, plan, run_tags
+from .run_inputs import log_dataset_inputs
 from .search_space import Dimension, current_values, parse_search
 from .tracked_run import RunOptions, tracked_fit
 from .tracking import TAG, Store
@@ -109,12 +111,18 @@ def tune(ctx: Context, name: str, settings: TuneSettings, overrides: Sequence[st
     experiment_id = store.experiment_id(planned.experiment)
     fail_stale_trials(study, storage)
     with study_lock(ctx.root, storage, study_name):
-        study_run_id = _study_run(ctx, experiment_id, study, planned, storage_label, settings.metric)
+        record = StudyRecord(
+            _study_run(ctx, experiment_id, study, planned, (storage_label, settings.metric, tuple(overrides))),
+            settings.metric,
+            tuple(overrides),
+            settings.trials,
+        )
         if not study.trials:
             study.enqueue_trial(current_values(resolved, dimensions), skip_if_exists=True)
+        study.set_metric_names([settings.metric])  # optuna-dashboard says val_accuracy, not Objective 0
     done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
     ctx.echo(f"study {study_name} ({storage_label}): {done} trials finished so far; running {settings.trials} more")
-    objective = _Objective(ctx, planned, dimensions, study_run_id, settings.metric)
+    objective = _Objective(ctx, planned, dimensions, record)
     # The study run is a FINISHED record that every worker updates; no worker reopens it, so
     # one that crashes cannot mark the others' study FAILED.
     try:
@@ -126,23 +134,39 @@ def tune(ctx: Context, name: str, settings: TuneSettings, overrides: Sequence[st
             callbacks=[_stop_on_signal],
         )
     finally:
-        outcome = summarise(study, storage_label, study_run_id)
+        outcome = summarise(study, storage_label, record.run_id)
         _log_study(store, study, outcome)
     GUARD.check()
-    best = "none finished" if outcome.best_value is None else f"{outcome.best_value:.4f} with {outcome.best_params}"
+    best = (
+        "none finished"
+        if outcome.best_value is None
+        else f"{outcome.best_value:.4f} with {_shown(outcome.best_params)}"
+    )
     ctx.echo(
         f"study {study_name}: {outcome.trials} trials ({outcome.complete} complete, {outcome.pruned} pruned, "
         f"{outcome.failed} failed), {outcome.epochs_spent} epochs spent; best {settings.metric} {best}"
     )
+    ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, record.run_id)}")
     return outcome
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """What every trial of one `tune` call shares: the study's MLflow run, the monitored
+    metric, the user's overrides (the trials' settings), how many trials this call runs."""
+
+    run_id: str
+    metric: str
+    settings: tuple[str, ...]
+    trials: int
 
 
 class _Objective:
     """One trial: sample, resolve, train as an MLflow child run, return the best metric."""
 
-    def __init__(self, ctx: Context, planned: Planned, dimensions: list[Dimension], study_run_id: str, metric: str):
-        self.ctx, self.planned, self.dimensions = ctx, planned, dimensions
-        self.study_run_id, self.metric = study_run_id, metric
+    def __init__(self, ctx: Context, planned: Planned, dimensions: list[Dimension], record: StudyRecord):
+        self.ctx, self.planned, self.dimensions, self.record = ctx, planned, dimensions, record
+        self.started = 0
 
     def __call__(self, trial: optuna.Trial) -> float:
         from .pruning import PrunedAtEpoch, PruningCallback
@@ -151,22 +175,25 @@ class _Objective:
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         values = {d.key: _suggest(trial, d) for d in self.dimensions}
-        resolved = self.planned.resolved
+        self.started += 1
+        self.ctx.echo(f"trial {self.started}/{self.record.trials} (study trial {trial.number}): {_shown(values)}")
+        resolved, metric = self.planned.resolved, self.record.metric
         overrides = [*resolved.overrides, *(f"{k}={yaml_scalar(v)}" for k, v in values.items())]
         trial_resolved = Registry(self.ctx.root).resolve(resolved.name, overrides)
         planned = Planned(trial_resolved, self.planned.diff, self.planned.data)
         options = RunOptions(
             kind="trial",
-            parent_run_id=self.study_run_id,
+            parent_run_id=self.record.run_id,
             run_name=f"{resolved.name} trial {trial.number}",
             tags={
                 f"{TAG}study": trial.study.study_name,
                 f"{TAG}trial": str(trial.number),
                 f"{TAG}sampled": ",".join(values),
             },
-            callbacks=[PruningCallback(trial, self.metric)],
+            callbacks=[PruningCallback(trial, metric)],
             save_model=False,
             checkpoints=False,
+            settings=self.record.settings,
         )
         try:
             outcome = tracked_fit(self.ctx, planned, options)
@@ -183,9 +210,14 @@ class _Objective:
             raise
         trial.set_user_attr("mlflow_run_id", outcome.run_id)
         trial.set_user_attr("epochs", int(outcome.metrics["epochs_run"]))
-        value = float(outcome.metrics.get(f"best_{self.metric}", outcome.metrics[f"final_{self.metric}"]))
-        self.ctx.echo(f"trial {trial.number}: {self.metric} {value:.4f} with {values}")
+        value = float(outcome.metrics.get(f"best_{metric}", outcome.metrics[f"final_{metric}"]))
+        self.ctx.echo(f"trial {trial.number}: {metric} {value:.4f}")
         return value
+
+
+def _shown(values: dict[str, Any]) -> str:
+    """Sampled values as one reads them: 4 significant digits."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
 def _stop_on_signal(study, trial) -> None:
@@ -202,16 +234,19 @@ def _suggest(trial: optuna.Trial, d: Dimension) -> Any:
     return trial.suggest_categorical(d.key, list(d.choices))
 
 
-def _study_run(ctx: Context, experiment_id: str, study, planned: Planned, storage_label: str, metric: str) -> str:
-    """The study's MLflow run, created once and remembered in the study's user attrs."""
+def _study_run(ctx: Context, experiment_id: str, study, planned: Planned, about: tuple) -> str:
+    """The study's MLflow run, created once and remembered in the study's user attrs.
+    about: (storage label, metric, the user's overrides)."""
+    storage_label, metric, settings = about
     existing = study.user_attrs.get(STUDY_RUN_ATTR)
     if existing:
         return existing
     r, store = planned.resolved, ctx.writable_store
-    tags = run_tags(planned, "study", ctx.root)
+    tags = run_tags(planned, "study", ctx.root, settings)
     tags.update({f"{TAG}study": study.study_name, f"{TAG}storage": storage_label, f"{TAG}metric": metric})
-    run = store.client.create_run(experiment_id, run_name=f"study {study.study_name}", tags=tags)
+    run = store.client.create_run(experiment_id, run_name=f"{r.name} study", tags=tags)
     store.log(run.info.run_id, params=r.flat())
+    log_dataset_inputs(store.client, run.info.run_id, planned.data)
     store.client.set_terminated(run.info.run_id, status="FINISHED")
     study.set_user_attr(STUDY_RUN_ATTR, run.info.run_id)
     study.set_user_attr("entry", r.name)
@@ -250,6 +285,7 @@ def _log_study(store: Store, study, outcome: StudyOutcome) -> None:
     }
     if outcome.best_value is not None:
         metrics["best_value"] = outcome.best_value
+        metrics[f"best_{study.user_attrs.get('metric', 'val_accuracy')}"] = outcome.best_value  # ranks with runs
     tags = {f"{TAG}best.{k}": v for k, v in outcome.best_params.items()}
     if outcome.best_value is not None:
         tags[f"{TAG}best_trial"] = str(study.best_trial.number)

@@ -150,6 +150,7 @@ def fail_stale_trials(study, storage) -> list[int]:
         if trial.user_attrs.get("host") != host or not pid or process_alive(pid):
             continue
         if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            kept = {k: v for k, v in trial.user_attrs.items() if k not in ("host", "pid")}
+            study.enqueue_trial(trial.params, user_attrs={**kept, "retry_of": trial.number})
             failed.append(trial.number)
     return failed

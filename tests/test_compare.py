@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import io
 import shutil
+from collections import Counter
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from scipy.stats import ttest_ind
+from scipy.stats import t, ttest_ind
 
 from harness import runner
 from harness.compare import Scope, compare_table, render
@@ -57,20 +58,28 @@ def seed_values(project, group_id, metric="best_val_accuracy"):
     return [c.data.metrics[metric] for c in children], group, children
 
 
-def test_seed_group_logs_mean_std_n_of_its_children(study):
+def test_seed_group_logs_its_mean_under_the_metrics_own_name_with_std_n_and_interval(study):
     project, groups = study
     values, group, children = seed_values(project, groups["tiny_adam"].run_id)
     assert len(children) == 2 and {c.data.tags["harness.kind"] for c in children} == {"seed"}
     assert {c.data.tags["harness.seed"] for c in children} == {"0", "1"}
-    assert group.data.tags["harness.kind"] == "group"
-    assert group.data.metrics["best_val_accuracy_mean"] == pytest.approx(np.mean(values))
-    assert group.data.metrics["best_val_accuracy_std"] == pytest.approx(np.std(values, ddof=1))
-    assert group.data.metrics["best_val_accuracy_n"] == 2
+    assert sorted(c.info.run_name for c in children) == ["tiny_adam seed 0", "tiny_adam seed 1"]
+    assert group.info.run_name == "tiny_adam x2 seeds" and "harness.seed" not in group.data.tags
+    assert group.data.tags["harness.kind"] == "group" and group.data.tags["harness.step"] == "02 tiny_adam"
+    metrics = group.data.metrics
+    assert metrics["best_val_accuracy"] == pytest.approx(np.mean(values))
+    assert metrics["best_val_accuracy_std"] == pytest.approx(np.std(values, ddof=1))
+    assert metrics["best_val_accuracy_n"] == 2
+    half = t.ppf(0.975, 1) * np.std(values, ddof=1) / np.sqrt(2)
+    assert metrics["best_val_accuracy_ci_low"] == pytest.approx(np.mean(values) - half)
+    assert metrics["best_val_accuracy_ci_high"] == pytest.approx(np.mean(values) + half)
+    artifacts = {a.path for a in MlflowClient(default_tracking_uri(project)).list_artifacts(group.info.run_id)}
+    assert "learning_curves.png" in artifacts  # the mean over seeds, with a band
 
 
 def test_compare_delta_is_the_difference_of_means_and_p_is_scipys(study):
     project, groups = study
-    table, _ = compare_table(quiet(project), SUBSET, chain="tiny_wide")
+    table = compare_table(quiet(project), SUBSET, chain="tiny_wide").frame
     assert list(table["entry"]) == ["tiny", "tiny_adam", "tiny_wide"]
     adam, _, _ = seed_values(project, groups["tiny_adam"].run_id)
     sgd, _, _ = seed_values(project, groups["tiny"].run_id)
@@ -83,25 +92,34 @@ def test_compare_delta_is_the_difference_of_means_and_p_is_scipys(study):
     assert "optimizer.name sgd -> adam" in row["change"]
     assert table.set_index("entry").loc["tiny"]["report"] == 0.5
     assert pd.isna(table.set_index("entry").loc["tiny"]["delta"])
+    assert table.set_index("entry").loc["tiny"]["delta_note"] == "no parent"
+    interval = table.set_index("entry").loc["tiny_adam"][["delta_ci_low", "delta_ci_high"]]
+    assert interval.iloc[0] <= row["delta"] <= interval.iloc[1]
 
 
 @pytest.mark.parametrize("fmt", ["table", "markdown", "csv", "html"])
 def test_compare_renders_every_format(study, fmt):
     project, _ = study
-    table, _ = compare_table(quiet(project), SUBSET, chain="tiny_wide")
-    text = render(table, "best_val_accuracy", fmt)
+    comparison = compare_table(quiet(project), SUBSET, chain="tiny_wide")
+    text = render(comparison, SUBSET, fmt, width=200)
     lines = text.strip().splitlines()
     if fmt == "csv":
         back = pd.read_csv(io.StringIO(text))
         assert list(back["entry"]) == ["tiny", "tiny_adam", "tiny_wide"]
         assert {"best_val_accuracy", "std", "n", "delta", "p_value", "runs"} <= set(back.columns)
+        assert set(back["compared_settings"]) == {"as written"} and set(back["dataset"]) == {"digits (subset 300)"}
     elif fmt == "markdown":
-        assert lines[0].startswith("| entry | change vs parent | best_val_accuracy |")
+        assert lines[0].startswith("| entry (digits (subset 300); settings: as written; metric: best_val_accuracy) |")
+        assert "| change vs parent | best_val_accuracy |" in lines[0] and "| report (CIFAR-10) |" in lines[0]
         assert set(lines[1]) <= set("|-") and len(lines) == 2 + 3
     elif fmt == "html":
         assert text.startswith("<table") and text.count("<tr") == 1 + 3 and text.count("<th>") == 11
+        assert "<caption>digits (subset 300); settings: as written; metric: best_val_accuracy</caption>" in text
     else:
-        assert lines[0].split()[:2] == ["entry", "change"] and len(lines) == 1 + 3
+        assert lines[0] == "digits (subset 300); settings: as written; metric: best_val_accuracy"
+        assert lines[2].split()[:3] == ["entry", "change", "vs"]
+        starts = [line.split()[0] for line in lines[4:] if line.split()]
+        assert [w for w in starts if w.startswith("tiny")] == ["tiny", "tiny_adam", "tiny_wide"]
     assert [e in text for e in ("tiny", "tiny_adam", "tiny_wide")] == [True] * 3
 
 
@@ -126,11 +144,47 @@ def test_compare_cli_writes_the_table_and_the_chart(study, tmp_path):
         project,
     )
     assert result.returncode == 0, result.stderr
-    assert "| tiny_adam |" in out.read_text()
+    assert "| tiny_adam |" in out.read_text() and result.stdout == ""  # the table went to the file
     assert chart.read_bytes()[:4] == b"\x89PNG"
-    assert "runs used" in result.stdout
+    assert "runs used" in result.stderr and f"wrote {out}" in result.stderr
     bad = run_cli(["compare", "--subset", "300", "--metric", "nonsense"], project)
     assert bad.returncode == 2 and "--metric" in bad.stderr
+
+
+def test_compare_as_csv_on_stdout_is_a_csv_file(study, tmp_path):
+    project, _ = study
+    result = run_cli(["compare", "--chain", "tiny_wide", "--subset", "300", "--format", "csv"], project)
+    assert result.returncode == 0, result.stderr
+    back = pd.read_csv(io.StringIO(result.stdout))
+    assert list(back["entry"]) == ["tiny", "tiny_adam", "tiny_wide"] and "runs used" in result.stderr
+
+
+def test_the_terminal_table_fits_80_columns_and_says_why_cells_are_empty(project):
+    write_entry(project, "one", "extends: baseline\ndescription: One seed.\n" + CHAIN["tiny"].split("\n", 1)[1])
+    write_entry(project, "two", "extends: one\ndescription: Its child.\noptimizer: {name: adam, learning_rate: 0.01}\n")
+    write_entry(
+        project, "three", "extends: two\ndescription: Its grandchild.\nmodel: {blocks: [{filters: 8, convs: 1}]}\n"
+    )
+    for name in ("one", "three"):
+        assert run_cli(["run-ablation", name], project).returncode == 0
+    result = run_cli(["compare", "--chain", "three", "--subset", "300"], project, env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = {
+        line.split()[0]: line
+        for line in lines
+        if line.split() and line.split()[0] in ("baseline", "one", "two", "three")
+    }
+    assert "not run" in rows["baseline"] and "not run" in rows["two"]
+    assert "(n=1)" in rows["one"] and "+/-" not in rows["one"]
+    assert "parent not run" in rows["three"]
+    csv = run_cli(["compare", "--chain", "three", "--subset", "300", "--format", "csv"], project)
+    frame = pd.read_csv(io.StringIO(csv.stdout))
+    assert list(frame["status"].fillna("")) == ["not run", "", "not run", ""]
+    shown = run_cli(["compare", "--chain", "three", "--subset", "300", "--format", "markdown"], project).stdout
+    epochs = [cells.split("|")[8].strip() for cells in shown.splitlines()[2:]]
+    assert epochs == ["", "3", "", "3"]  # integers print as integers
 
 
 def test_leave_one_out_reverts_each_step_and_reports_overwritten_ones(project):
@@ -155,14 +209,14 @@ def test_ablate_cli_runs_variants_and_shows_contributions(study):
     experiment = client.get_experiment_by_name("digits (subset 300)")
     variants = client.search_runs([experiment.experiment_id], "tags.`harness.kind` = 'variant'")
     assert {r.data.tags["harness.variant"] for r in variants} == {"without tiny_adam", "without tiny_wide"}
-    table, _ = compare_table(quiet(project), SUBSET, chain="tiny_wide")
-    assert len(table) == 3  # variants never stand in for the entry itself
+    table = compare_table(quiet(project), SUBSET, chain="tiny_wide").frame
+    assert list(table["status"]) == ["", "", ""]  # variants never stand in for the entry itself
 
 
 def test_select_tests_once_registers_champion_and_report_shows_it(study, tmp_path):
     project, groups = study
     selection = select(quiet(project), SUBSET, ["tiny", "tiny_adam", "tiny_wide"])
-    table, _ = compare_table(quiet(project), SUBSET, ["tiny", "tiny_adam", "tiny_wide"])
+    table = compare_table(quiet(project), SUBSET, ["tiny", "tiny_adam", "tiny_wide"]).frame
     best = table.sort_values("best_val_accuracy", ascending=False).iloc[0]
     assert selection.entry == best["entry"]
     client = MlflowClient(default_tracking_uri(project))
@@ -188,9 +242,14 @@ def test_select_tests_once_registers_champion_and_report_shows_it(study, tmp_pat
     assert "## History" in text and "| tiny_adam |" in text and "## Final model" in text
     assert selection.final_run_id in text and "Weighted Avg" in text
     images = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
-    assert len(images) >= 5
+    kinds = Counter(image.split("_", 3)[-1] for image in images)
+    assert kinds["history.png"] == 1 and kinds["learning_curves.png"] == 3 and kinds["confusion_matrix.png"] == 1
     for image in images:
         assert (out.parent / image).read_bytes()[:4] == b"\x89PNG"
     html = tmp_path / "report.html"
     build_report(quiet(project), SUBSET, html, "html")
-    assert "<table" in html.read_text() and "report_files/history.png" in html.read_text()
+    page = html.read_text()
+    assert "<table" in page and page.count('src="data:image/png;base64,') == len(images) and 'src="report' not in page
+    assert (
+        f"#/experiments/{final.info.experiment_id}/runs/{selection.final_run_id}?workflowType=machine_learning" in page
+    )

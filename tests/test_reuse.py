@@ -85,7 +85,7 @@ def test_select_refuses_an_unsafe_model_in_one_line(project, tmp_path):
     unsafe = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(keras.layers.Flatten()(inputs)))
     unsafe.save(tmp_path / "model.keras")
     client.log_artifact(run.info.run_id, str(tmp_path / "model.keras"))  # replaces the run's model
-    result = run_cli(["select", "--subset", "200"], project)
+    result = run_cli(["select", "--subset", "200", "--epochs", "1"], project)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = [x for x in result.stderr.splitlines() if x.strip()]
     assert line.startswith("error: ") and "cannot be loaded safely" in line and run.info.run_id in line

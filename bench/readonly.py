@@ -1,0 +1,181 @@
+"""How fast the commands that only read answer, on a store of about 100 runs.
+
+    python bench/readonly.py [--runs 100] [--repeats 3]
+
+The store: one real run-ablation and one real one-trial tune (so `run-ablation` finds its
+run already done and `save-best` has a study), then synthetic runs written through the
+harness's own Store with the tags and metrics real runs carry (seed groups of three and
+single runs over the report's history), up to --runs in all. Each command is timed as a
+user meets it, a new process from start to exit (the servers: until they print their
+links), the median of --repeats; each must import no TensorFlow (checked with -X importtime).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import machine, scratch_project  # noqa: E402
+
+TINY = ["--epochs", "1", "--set", "data.subset=300"]
+HISTORY = [
+    "baseline",
+    "same_padding",
+    "batchnorm",
+    "adam",
+    "dropout",
+    "early_stopping",
+    "extra_blocks",
+    "dense_128",
+    "batch_128",
+    "l2",
+    "lr_scheduler",
+    "class_weights",
+    "focal_loss",
+    "augmentation",
+    "final",
+]
+
+
+def harness(project: Path, *args: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+
+
+def synthetic_runs(project: Path, count: int) -> int:
+    """Runs as the harness writes them, without training: groups of three seeds and singles."""
+    from harness.entries import Registry
+    from harness.planning import step_label
+    from harness.tracking import TAG, Store
+
+    store = Store(project)
+    experiment_id = store.experiment_id("digits (subset 300)")
+    registry, rng, made = Registry(project), random.Random(0), 0
+    while made < count:
+        for name in HISTORY:
+            resolved = registry.resolve(name, ["data.subset=300", "training.epochs=1"])
+            tags = {
+                f"{TAG}entry": name,
+                f"{TAG}step": step_label(resolved),
+                f"{TAG}settings": "training.epochs=1",
+                f"{TAG}settings_fingerprint": "synthetic",
+                f"{TAG}spec_fingerprint": resolved.fingerprint(),
+            }
+            metrics = lambda: {
+                "best_val_accuracy": rng.uniform(0.1, 0.9),
+                "final_val_loss": rng.uniform(0.5, 2),  # noqa: E731
+                "train_val_gap": rng.uniform(-0.1, 0.2),
+                "epochs_run": 1,
+                "train_seconds": 2.0,
+                "param_count": 10_000,
+            }
+            group = store.client.create_run(
+                experiment_id, run_name=f"{name} x3 seeds", tags={**tags, f"{TAG}kind": "group", f"{TAG}seeds": "0,1,2"}
+            )
+            members = []
+            for seed in range(3):
+                child = store.client.create_run(
+                    experiment_id,
+                    run_name=f"{name} seed {seed}",
+                    tags={**tags, f"{TAG}kind": "seed", "mlflow.parentRunId": group.info.run_id},
+                )
+                store.log(child.info.run_id, params=resolved.flat(), metrics=metrics())
+                store.client.set_terminated(child.info.run_id, "FINISHED")
+                members.append(child.info.run_id)
+            store.log(group.info.run_id, metrics=metrics(), tags={f"{TAG}members": ",".join(members)})
+            store.client.set_terminated(group.info.run_id, "FINISHED")
+            made += 4
+            if made >= count:
+                break
+    return made
+
+
+def timed(project: Path, args: list[str], repeats: int) -> tuple[float, bool]:
+    """(median seconds, whether TensorFlow was imported) of a command run `repeats` times."""
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = harness(project, *args)
+        seconds.append(time.perf_counter() - started)
+        if result.returncode != 0:
+            raise SystemExit(f"harness {' '.join(args)} failed: {result.stderr[-500:]}")
+    probe = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "harness", *args], cwd=project, capture_output=True, text=True
+    )
+    heavy = any(line.rstrip().endswith("| tensorflow") for line in probe.stderr.splitlines())
+    return statistics.median(seconds), heavy
+
+
+def timed_server(project: Path, args: list[str], marker: str, repeats: int) -> float:
+    """Median seconds until a server command prints `marker` (its links), then it is stopped."""
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "harness", *args],
+            cwd=project,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for line in process.stdout:
+            if marker in line:
+                break
+        seconds.append(time.perf_counter() - started)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    return statistics.median(seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    project = scratch_project()
+    for real in (
+        ["run-ablation", "same_padding", *TINY],
+        ["tune", "baseline", "--trials", "1", "--pruner", "none", *TINY],
+    ):
+        result = harness(project, *real)
+        if result.returncode != 0:
+            raise SystemExit(result.stderr[-1000:])
+    made = synthetic_runs(project, args.runs - 4)
+    commands = {
+        "list": ["list"],
+        "show final": ["show", "final"],
+        "compare (table)": ["compare", "--subset", "300", "--any-settings"],
+        "compare --format csv": ["compare", "--subset", "300", "--any-settings", "--format", "csv"],
+        "report --format html": ["report", "--subset", "300", "--any-settings", "--format", "html"],
+        "save-best": ["save-best", "baseline", "baseline_best", *TINY, "--force"],
+        "run-ablation (already done)": ["run-ablation", "same_padding", *TINY],
+    }
+    print(f"machine: {machine()}")
+    print(f"store: {made + 4} runs ({made} synthetic, 4 real) in one experiment; median of {args.repeats} runs each\n")
+    for label, command in commands.items():
+        seconds, heavy = timed(project, command, args.repeats)
+        print(f"{label:30s} {seconds:5.2f} s   TensorFlow imported: {'YES' if heavy else 'no'}", flush=True)
+    for label, command, marker in (
+        ("ui (until its links)", ["ui", "--port", "5099"], "Runs tables"),
+        ("dashboard (until its link)", ["dashboard", "--port", "8099"], "optuna-dashboard on"),
+    ):
+        print(f"{label:30s} {timed_server(project, command, marker, args.repeats):5.2f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

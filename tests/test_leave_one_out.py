@@ -1,0 +1,104 @@
+"""Leave-one-out on a short chain whose middle step changes the geometry: the variant that
+cannot be built is a row with its reason, not the end of the command; the others run; the
+complete table is recorded with its forest plot; Ctrl-C prints what finished, and the same
+command again finishes the rest."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from harness.tracking import default_tracking_uri
+from tests.conftest import interruptible, run_cli, write_entry
+
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
+
+CHAIN = {
+    # 8x8 digits, one valid 3x3 block: 8 -> 6 -> pool 3.
+    "geo": "description: One small valid block.\nmodel: {blocks: [{filters: 4, convs: 1}], padding: valid}\n"
+    "optimizer: {name: adam, learning_rate: 0.01}\ntraining: {epochs: 2, batch_size: 64}\ndata: {subset: 300}\n",
+    "geo_same": "extends: geo\ndescription: Same padding.\nmodel: {padding: same}\n",
+    # Two blocks: with same padding 8 -> 4 -> 2; with valid padding the second block gets 1x1 to pool.
+    "geo_deep": "extends: geo_same\ndescription: A second block.\n"
+    "model: {blocks: [{filters: 4, convs: 1}, {filters: 4, convs: 1}]}\n",
+}
+
+
+@pytest.fixture
+def chain(project):
+    for name, text in CHAIN.items():
+        write_entry(project, name, text)
+    return project
+
+
+def runs_of(project):
+    client = MlflowClient(default_tracking_uri(project))
+    experiment = client.get_experiment_by_name("digits (subset 300)")
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def test_a_variant_that_cannot_be_built_is_a_row_with_its_reason(chain, tmp_path):
+    chart = tmp_path / "forest.png"
+    result = run_cli(
+        ["ablate", "geo_deep", "--leave-one-out", "--seeds", "2", "--format", "csv", "--chart", str(chart)], chain
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "variant 1/2: geo_deep without geo_same" in result.stdout
+    assert "variant 2/2: geo_deep without geo_deep" in result.stdout
+    table = pd.read_csv(io.StringIO(result.stdout.split("MLflow: ")[-1].split("\n", 1)[1]))
+    rows = table.set_index("step")
+    assert list(table["step"]) == ["(all steps)", "geo_same", "geo_deep"]  # one row per step of the chain
+    assert pd.isna(rows.loc["geo_same", "contribution"])
+    assert rows.loc["geo_same", "note"].startswith("cannot build: block 2 pools a 1x1 feature map (from 8x8)")
+    assert rows.loc["geo_deep", "contribution"] == pytest.approx(
+        rows.loc["(all steps)", "best_val_accuracy"] - rows.loc["geo_deep", "best_val_accuracy"]
+    )
+    assert rows.loc["geo_deep", "ci_low"] <= rows.loc["geo_deep", "contribution"] <= rows.loc["geo_deep", "ci_high"]
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+    client, runs = runs_of(chain)
+    assert "RUNNING" not in {r.info.status for r in runs}
+    variants = {r.data.tags.get("harness.variant") for r in runs if r.data.tags.get("harness.kind") == "variant"}
+    assert variants == {"without geo_deep"}  # nothing recorded for the variant that cannot be built
+    (record,) = [r for r in runs if r.data.tags.get("harness.kind") == "leave_one_out"]
+    artifacts = {a.path for a in client.list_artifacts(record.info.run_id)}
+    assert {"leave_one_out.csv", "forest.png"} <= artifacts
+    assert record.data.metrics["contribution_geo_deep"] == pytest.approx(rows.loc["geo_deep", "contribution"])
+
+
+def test_ctrl_c_prints_what_finished_and_the_same_command_finishes_the_rest(chain):
+    command = [sys.executable, "-m", "harness", "ablate", "geo_deep", "--leave-one-out", "--epochs", "40"]
+    process = subprocess.Popen(
+        command,
+        cwd=chain,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=interruptible,
+    )
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "variant 2/2" in line:
+            break
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith("Epoch 2/"):
+            break
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=120)[0]
+    assert process.returncode == 130, rest
+    assert "geo_deep without geo_same" in rest and "cannot build" in rest  # the table of what finished
+    _, runs = runs_of(chain)
+    assert "RUNNING" not in {r.info.status for r in runs}
+    assert [r.info.status for r in runs if r.data.tags.get("harness.variant") == "without geo_deep"] == ["KILLED"]
+    again = run_cli(["ablate", "geo_deep", "--leave-one-out", "--epochs", "40"], chain)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "geo_deep: already done" in again.stdout and "resuming geo_deep" in again.stdout

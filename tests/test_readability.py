@@ -1,0 +1,209 @@
+"""What a user reads: one metric ranks every kind of run, names and step tags explain
+themselves, every command that writes a run prints its link, seed groups reuse finished
+runs, tune says where it is, the web UIs start and stop cleanly, `list` fits a terminal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from harness import best_entry
+from harness.tracking import default_tracking_uri
+from tests.conftest import interruptible, run_cli, write_entry
+from tests.test_tune import TUNABLE
+
+SUBSET = ["--set", "data.subset=300"]
+LINK = "?workflowType=machine_learning"
+
+
+def client_and_runs(project):
+    client = MlflowClient(default_tracking_uri(project))
+    experiment = client.get_experiment_by_name("digits (subset 300)")
+    runs = client.search_runs([experiment.experiment_id], order_by=["metrics.best_val_accuracy DESC"])
+    return client, experiment, runs
+
+
+@pytest.mark.slow
+def test_one_column_ranks_runs_groups_and_studies_and_names_explain_them(project):
+    write_entry(project, "tunable", TUNABLE)
+    single = run_cli(["run-ablation", "tunable", "--epochs", "2", *SUBSET, "--set", "training.seed=5"], project)
+    assert single.returncode == 0, single.stderr
+    group = run_cli(["run-ablation", "tunable", "--epochs", "2", *SUBSET, "--seeds", "2"], project)
+    assert group.returncode == 0, group.stderr
+    tuned = run_cli(["tune", "tunable", "--trials", "1", "--epochs", "2", "--pruner", "none", *SUBSET], project)
+    assert tuned.returncode == 0, tuned.stderr
+    client, experiment, runs = client_and_runs(project)
+    names = {r.info.run_name: r.data.tags["harness.kind"] for r in runs}
+    assert names == {
+        "tunable": "run",
+        "tunable x2 seeds": "group",
+        "tunable seed 0": "seed",
+        "tunable seed 1": "seed",
+        "tunable study": "study",
+        "tunable trial 0": "trial",
+    }
+    assert all("best_val_accuracy" in r.data.metrics for r in runs)  # so one sorted column ranks them all
+    values = [r.data.metrics["best_val_accuracy"] for r in runs]
+    assert values == sorted(values, reverse=True)
+    assert {r.data.tags["harness.step"] for r in runs} == {"02 tunable"}
+    (grouped,) = [r for r in runs if r.data.tags["harness.kind"] == "group"]
+    assert "harness.seed" not in grouped.data.tags
+    for output, kind in ((single, "run"), (group, "group"), (tuned, "study")):
+        (run,) = [r for r in runs if r.data.tags["harness.kind"] == kind and r.info.run_id in output.stdout]
+        last = output.stdout.strip().splitlines()[-1]
+        assert (
+            last
+            == f"MLflow: http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}{LINK}"
+        )
+    assert "trial 1/1 (study trial 0): optimizer.learning_rate=0.01" in tuned.stdout
+    study, _ = best_entry.load_study(project, "tunable", ["training.epochs=2", "data.subset=300"], None)
+    assert study.metric_names == ["val_accuracy"]
+
+
+@pytest.mark.slow
+def test_a_seed_group_reuses_a_finished_run_of_the_same_seed(project):
+    write_entry(project, "tunable", TUNABLE)
+    first = run_cli(["run-ablation", "tunable", "--epochs", "2", *SUBSET], project)
+    assert first.returncode == 0, first.stderr
+    group = run_cli(["run-ablation", "tunable", "--epochs", "2", *SUBSET, "--seeds", "2"], project)
+    assert group.returncode == 0, group.stderr
+    assert group.stdout.count("training tunable") == 1 and "already done" in group.stdout
+    client, _, runs = client_and_runs(project)
+    (single,) = [r for r in runs if r.data.tags["harness.kind"] == "run"]
+    (grouped,) = [r for r in runs if r.data.tags["harness.kind"] == "group"]
+    members = grouped.data.tags["harness.members"].split(",")
+    assert members[0] == single.info.run_id and len(members) == 2
+    forced = run_cli(["run-ablation", "tunable", "--epochs", "2", *SUBSET, "--seeds", "2", "--force"], project)
+    assert forced.stdout.count("training tunable") == 2
+
+
+@pytest.mark.slow
+def test_save_best_rounds_and_prints_no_tensorflow_noise(project):
+    write_entry(project, "tunable", TUNABLE)
+    assert (
+        run_cli(["tune", "tunable", "--trials", "2", "--epochs", "1", "--pruner", "none", *SUBSET], project).returncode
+        == 0
+    )
+    study, _ = best_entry.load_study(project, "tunable", ["training.epochs=1", "data.subset=300"], None)
+    study.enqueue_trial({"optimizer.learning_rate": 0.0123456789})
+    assert (
+        run_cli(["tune", "tunable", "--trials", "1", "--epochs", "1", "--pruner", "none", *SUBSET], project).returncode
+        == 0
+    )
+    saved = run_cli(["save-best", "tunable", "tunable_best", "--epochs", "1", *SUBSET], project)
+    assert saved.returncode == 0 and saved.stderr == "", saved.stderr
+    import yaml
+
+    written = yaml.safe_load((project / "ablations" / "tunable_best.yaml").read_text())
+    best = study.best_params["optimizer.learning_rate"]
+    assert written["optimizer"]["learning_rate"] == float(f"{best:.4g}")  # 4 significant digits
+
+
+VERBS = {
+    "list": [],
+    "show": ["final"],
+    "run-ablation": ["final"],
+    "ablate": ["final", "--leave-one-out"],
+    "compare": [],
+    "select": [],
+    "report": [],
+    "tune": ["final", "--trials", "1"],
+    "save-best": ["final", "x"],
+    "dashboard": [],
+    "ui": [],
+}
+BAD_VALUES = {
+    "run-ablation": ["--epochs", "many"],
+    "ablate": ["--epochs", "x"],
+    "compare": ["--subset", "x"],
+    "select": ["--subset", "x"],
+    "report": ["--subset", "x"],
+    "tune": ["--timeout", "soon"],
+    "dashboard": ["--port", "x"],
+    "ui": ["--port", "x"],
+}
+
+
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_every_verb_answers_usage_errors_in_one_line(project, verb, harness_cli):
+    for args in ([verb, *VERBS[verb], "--bogus"], [verb, *VERBS[verb], *BAD_VALUES.get(verb, ["--bogus2"])]):
+        result = harness_cli(args, project)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (args, result.stderr)
+        assert f"harness {verb} --help" in lines[0]
+    needs_name = [v for v, args in VERBS.items() if args and not args[0].startswith("-")]
+    if verb in needs_name:
+        result = harness_cli([verb], project)
+        assert result.returncode == 2 and "Missing argument" in result.stderr
+
+
+def test_list_is_a_numbered_history_that_fits_80_columns(project):
+    result = run_cli(["list"], project, env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()[1:]
+    assert max(len(line) for line in lines) <= 80 and len(lines) == 18
+    assert lines[0].split()[:2] == ["1", "baseline"] and lines[14].split()[:2] == ["15", "final"]
+    assert [line.split()[:2] for line in lines[15:]] == [["16", "resnet50"], ["16", "squeezenet"], ["16", "vgg16"]]
+    assert all(line.startswith("  16 ") for line in lines[15:])  # a branch, indented under final
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("verb", ["ui", "dashboard"])
+def test_a_busy_port_is_one_line_before_any_link(project, verb):
+    (project / "mlruns" / "optuna").mkdir(parents=True)
+    (project / "mlruns" / "optuna" / "journal.log").write_text("")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli([verb, "--port", str(port)], project)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == result.stderr.strip().splitlines()[0] and f"port {port}" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_stopping_harness_ui_stops_its_server(project, sig, code):
+    assert run_cli(["run-ablation", "same_padding", "--epochs", "1", *SUBSET], project).returncode == 0
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "ui", "--port", str(port)],
+        cwd=project,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=interruptible,
+    )
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "runs?workflowType=machine_learning" in line:
+            break
+    assert f"127.0.0.1:{port}/#/experiments/" in "".join(lines)
+    process.send_signal(sig)
+    assert process.wait(timeout=60) == code
+    time.sleep(1)
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "the MLflow server still answers"
+    survivors = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True).stdout.split()
+    assert not survivors
+
+
+def test_optuna_is_quiet_about_failed_trials():
+    from harness import tune  # noqa: F401 - sets Optuna's verbosity on import
+
+    assert optuna.logging.get_verbosity() == optuna.logging.ERROR

@@ -1,0 +1,141 @@
+"""`harness study`: six tiny cells (three entries x two seeds) shared by two local workers
+through Optuna's journal file and through PostgreSQL, each landing as exactly one FINISHED
+run under its entry's seed group; a worker killed mid-cell has its cell retried and landed
+once; the same command again trains nothing; bad input is one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from harness.tracking import default_tracking_uri
+from tests.conftest import run_cli, write_entry
+from tests.test_leave_one_out import CHAIN
+
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
+
+CELLS = {(entry, seed) for entry in ("geo", "geo_same", "geo_deep") for seed in (0, 1)}
+
+
+@pytest.fixture
+def chain(project):
+    for name, text in CHAIN.items():
+        write_entry(project, name, text)
+    return project
+
+
+def landed(project) -> tuple[Counter, list, MlflowClient]:
+    """(FINISHED seed runs per (entry, seed) under the study's groups, all runs, client)."""
+    client = MlflowClient(default_tracking_uri(project))
+    experiment = client.get_experiment_by_name("digits (subset 300)")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    tags = lambda run, key: run.data.tags.get(key)  # noqa: E731
+    groups = {r.info.run_id for r in runs if tags(r, "harness.kind") == "group" and tags(r, "harness.study")}
+    seeds = [r for r in runs if tags(r, "harness.kind") == "seed" and tags(r, "mlflow.parentRunId") in groups]
+    finished = Counter(
+        (r.data.tags["harness.entry"], int(r.data.tags["harness.seed"])) for r in seeds if r.info.status == "FINISHED"
+    )
+    return finished, runs, client
+
+
+def assert_study_complete(project, output: str) -> None:
+    finished, runs, client = landed(project)
+    assert finished == Counter({cell: 1 for cell in CELLS}), (finished, output[-3000:])
+    assert "RUNNING" not in {r.info.status for r in runs}
+    (history,) = [r for r in runs if r.data.tags.get("harness.kind") == "history"]
+    assert history.info.status == "FINISHED" and history.info.run_name == "geo_deep study"
+    artifacts = {a.path for a in client.list_artifacts(history.info.run_id)}
+    assert {"waterfall.png", "history.csv", "study-geo_deep.html"} <= artifacts
+    groups = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == history.info.run_id]
+    assert sorted(g.info.run_name for g in groups) == ["geo x2 seeds", "geo_deep x2 seeds", "geo_same x2 seeds"]
+    assert {g.info.status for g in groups} == {"FINISHED"}
+    champion = client.get_model_version_by_alias("harness-digits", "champion")
+    assert client.get_run(champion.run_id).data.tags["harness.kind"] == "final"
+    assert "change vs parent" in output and "best_val_accuracy" in output
+
+
+@pytest.mark.parametrize("storage", ["journal", "postgresql"])
+def test_two_local_workers_land_every_cell_once(chain, storage, request):
+    extra = []
+    if storage == "postgresql":
+        extra = ["--storage", request.getfixturevalue("postgres_url")]
+    result = run_cli(["study", "geo_deep", "--seeds", "2", "--workers", "2", *extra], chain, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "[worker 1] cell " in result.stdout and "[worker 2] cell " in result.stdout
+    assert_study_complete(chain, result.stdout)
+    again = run_cli(["study", "geo_deep", "--seeds", "2", *extra], chain)
+    assert again.returncode == 0 and "training" not in again.stdout
+    assert "did the final steps" in again.stdout
+    dry = run_cli(["study", "geo_deep", "--seeds", "2", "--dry-run", *extra], chain)
+    assert dry.stdout.count("done (best_val_accuracy") == 6
+
+
+@pytest.mark.parametrize("storage", ["journal", "postgresql"])
+def test_a_killed_workers_cell_is_retried_and_lands_once(chain, storage, request):
+    extra, env = [], {}
+    if storage == "postgresql":
+        extra = ["--storage", request.getfixturevalue("postgres_url")]
+        env = {"HARNESS_HEARTBEAT_SECONDS": "1", "HARNESS_GRACE_SECONDS": "3"}
+    slow = CHAIN["geo"].replace("epochs: 2", "epochs: 6").replace("batch_size: 64", "batch_size: 8")
+    write_entry(chain, "geo", slow)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "study", "geo_deep", "--seeds", "2", *extra],
+        cwd=chain,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+    )
+    for line in process.stdout:
+        if line.startswith("Epoch 3/"):
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    time.sleep(5)  # PostgreSQL: past the grace period, the killed cell's heartbeat is stale
+    result = run_cli(["study", "geo_deep", "--seeds", "2", *extra], chain, env=env, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "resuming geo" in result.stdout  # the retried cell went on from its backup
+    assert_study_complete(chain, result.stdout)
+
+
+def test_bad_study_input_is_one_line_and_writes_nothing(chain, harness_cli):
+    cases = [
+        (["study", "nowhere"], "unknown entry 'nowhere'"),
+        (["study", "geo_deep", "--seeds", "0,0"], "--seeds"),
+        (["study", "geo_deep", "--workers", "0"], "--workers 0"),
+        (["study", "geo_deep", "--storage", "postgresql://nobody@127.0.0.1:1/x"], "--storage"),
+    ]
+    for args, fragment in cases:
+        result = harness_cli(args, chain)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and len(lines) == 1 and fragment in lines[0], (args, result.stderr)
+    assert not (chain / "mlruns" / "mlflow.db").exists() and not (chain / "mlruns" / "optuna").exists()
+
+
+def test_a_worker_with_other_entries_is_refused(chain):
+    first = run_cli(["study", "geo_deep", "--seeds", "1", "--dry-run"], chain)
+    assert first.returncode == 0 and "(not started)" in first.stdout
+    started = run_cli(["study", "geo", "--seeds", "1"], chain)
+    assert started.returncode == 0, started.stderr
+    write_entry(chain, "geo", CHAIN["geo"].replace("filters: 4", "filters: 6"))  # another commit's entry
+    refused = run_cli(["study", "geo", "--seeds", "1"], chain)
+    assert refused.returncode == 2 and "run every worker from the same commit" in refused.stderr
+    study = optuna.load_study(
+        study_name=next(s.study_name for s in optuna.get_all_study_summaries(_journal(chain))), storage=_journal(chain)
+    )
+    assert len(study.trials) == 1
+
+
+def _journal(project):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(project / "mlruns" / "optuna" / "journal.log")))
