@@ -55,13 +55,17 @@ def plain_run(dataset, seed, epochs, bn_momentum) -> float:
     weights = dict(enumerate(compute_class_weight("balanced", classes=np.unique(y), y=y)))
     weights[3] *= 2
     weights[5] *= 2
+
+    def scaled(x):  # as a script would: photographs to [0, 1]
+        return x.astype("float32") / 255.0 if x.dtype == np.uint8 else x
+
     history = model.fit(
-        dataset.train.x,
+        scaled(dataset.train.x),
         keras.utils.to_categorical(y, dataset.num_classes),
         batch_size=128,
         epochs=epochs,
         verbose=0,
-        validation_data=(dataset.val.x, keras.utils.to_categorical(dataset.val.y, dataset.num_classes)),
+        validation_data=(scaled(dataset.val.x), keras.utils.to_categorical(dataset.val.y, dataset.num_classes)),
         class_weight=weights,
         callbacks=[
             keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=5, mode="max", restore_best_weights=True),

@@ -28,11 +28,11 @@ TEST_SEED = 20240501  # fixed: the test split must never move with a spec's seed
 
 @dataclass(frozen=True)
 class Split:
-    """Images, shape (n, h, w, c), and integer labels. What `load` and `load_test` return is
-    float32 in [0, 1]; sources may hand uint8 to `load`, which scales after subsetting."""
+    """Images, shape (n, h, w, c), and integer labels. Photographs stay uint8 (0-255: the model
+    scales them, model.build_model); digits come as float32 in [0, 1]."""
 
     x: np.ndarray
-    y: np.ndarray
+    y: np.ndarray  # integer labels
 
     def __len__(self) -> int:
         return len(self.y)
@@ -56,6 +56,12 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def input_dtype(self) -> str:
+        """uint8 for photographs (the model scales them: a quarter of the memory and of the
+        bytes a GPU is sent), float32 for sources that come as floats (digits)."""
+        return str(self.train.x.dtype)
+
 
 def load(source: str, val_fraction: float = 0.1, subset: Optional[int] = None, seed: int = 0) -> Dataset:
     """The training pool of `source`, optionally a stratified subset, split train/val."""
@@ -64,7 +70,7 @@ def load(source: str, val_fraction: float = 0.1, subset: Optional[int] = None, s
     if subset is not None and subset < len(y):
         taken, _, _, _ = stratified_split(np.arange(len(y)), y, len(y) - subset, seed, "data.subset")
         x, y = x[taken], y[taken]  # from a memory-mapped cache, reads only these images
-    x_train, x_val, y_train, y_val = stratified_split(_scaled(x), y, val_fraction, seed, "data.val_fraction")
+    x_train, x_val, y_train, y_val = stratified_split(np.asarray(x), y, val_fraction, seed, "data.val_fraction")
     train, val = Split(x_train, y_train), Split(x_val, y_val)
     return Dataset(source, train, val, class_names, fingerprint_arrays(train, val))
 
@@ -72,7 +78,7 @@ def load(source: str, val_fraction: float = 0.1, subset: Optional[int] = None, s
 def load_test(source: str) -> tuple[Split, list[str]]:
     """The test split: only for the final evaluation of the selected model."""
     _, test, class_names = _load_source(source)
-    return Split(_scaled(test.x), test.y), class_names
+    return Split(np.asarray(test.x), test.y), class_names
 
 
 def is_class(key, class_names: list[str]) -> bool:
@@ -80,12 +86,6 @@ def is_class(key, class_names: list[str]) -> bool:
     if isinstance(key, int) or (isinstance(key, str) and key.isdigit() and key not in class_names):
         return 0 <= int(key) < len(class_names)
     return key in class_names
-
-
-def _scaled(x: np.ndarray) -> np.ndarray:
-    """uint8 images -> float32 in [0, 1], done after any subset so a 5,000-image subset of a
-    50,000-image source converts 5,000 images."""
-    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x
 
 
 def fingerprint_arrays(*splits: Split) -> str:

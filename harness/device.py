@@ -4,6 +4,7 @@ deterministic ops. Training core: imports neither mlflow nor optuna."""
 from __future__ import annotations
 
 import functools
+from typing import Optional
 
 import keras
 
@@ -44,23 +45,53 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def auto_precision(device: str, backend: str, flags: frozenset[str]) -> str:
-    """What training.precision "auto" means: mixed_float16 on a GPU; on a CPU,
-    mixed_bfloat16 where the CPU has AMX-BF16 and the backend is TensorFlow (the final entry
-    trained at 1.5-2.4x its float32 speed on such a Xeon, README, Performance), else float32
-    (bfloat16 ran at half the float32 speed on a CPU without bfloat16 units)."""
+def auto_precision(device: str, backend: str, flags: frozenset[str], capability: Optional[float] = None) -> str:
+    """What training.precision "auto" means. On a GPU: mixed_bfloat16 where it has bfloat16
+    tensor cores (compute capability 8.0 and later: A100, H100), which needs no loss scaling,
+    else mixed_float16. On a CPU: mixed_bfloat16 where the CPU has AMX-BF16 and the backend is
+    TensorFlow (the final entry trained at 1.5-2.4x its float32 speed on such a Xeon, README,
+    Performance), else float32 (bfloat16 ran at half the float32 speed on a CPU without
+    bfloat16 units)."""
     if device == "gpu":
-        return "mixed_float16"
+        return "mixed_bfloat16" if capability is not None and capability >= 8.0 else "mixed_float16"
     if backend == "tensorflow" and "amx_bf16" in flags:
         return "mixed_bfloat16"
     return "float32"
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_capability() -> Optional[float]:
+    """The first GPU's CUDA compute capability (9.0 for an H100), or None."""
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            value = getattr(jax.devices()[0], "compute_capability", None)
+            return float(value) if value else None
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            major, minor = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+            return major + minor / 10
+        if backend == "torch":
+            import torch
+
+            major, minor = torch.cuda.get_device_capability()
+            return major + minor / 10
+    except Exception:  # noqa: BLE001 - unknown: the float16 rule, which every GPU runs
+        return None
+    return None
 
 
 def resolve_precision(spec: Spec) -> str:
     """training.precision, with "auto" resolved for this machine (auto_precision)."""
     if spec.training.precision != "auto":
         return spec.training.precision
-    return auto_precision(device_kind(), keras.backend.backend(), cpu_flags())
+    device = device_kind()
+    capability = gpu_capability() if device == "gpu" else None
+    return auto_precision(device, keras.backend.backend(), cpu_flags(), capability)
 
 
 def set_determinism(enabled: bool) -> None:

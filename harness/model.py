@@ -34,12 +34,16 @@ class CaffePreprocess(layers.Layer):
         return bgr - keras.ops.convert_to_tensor(CAFFE_MEAN_BGR, dtype=bgr.dtype)
 
 
-def build_model(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int, seed: int = 0) -> keras.Model:
-    """The Keras model an entry describes; the last layer computes in float32. A spec whose
-    layers do not fit the images raises geometry.CannotBuild."""
+def build_model(
+    spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int, seed: int = 0, input_dtype: str = "float32"
+) -> keras.Model:
+    """The Keras model an entry describes; the last layer computes in float32. uint8 images
+    are scaled to [0, 1] by the model's first layer (so they travel to the device as bytes).
+    A spec whose layers do not fit the images raises geometry.CannotBuild."""
     geometry.check(spec, input_shape)
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = _augment(inputs, spec, seed)
+    inputs = keras.Input(shape=input_shape, name="image", dtype=input_dtype)
+    x = layers.Rescaling(1.0 / 255, name="scale")(inputs) if input_dtype == "uint8" else inputs
+    x = _augment(x, spec, seed)
     if spec.arch == "cnn":
         if spec.input_size:
             x = layers.Resizing(spec.input_size, spec.input_size, name="resize")(x)

@@ -78,7 +78,9 @@ def build(spec: Spec, data: Dataset) -> keras.Model:
     prepare(spec)
     model_spec = spec.model.model_copy(update={"bn_momentum": resolve_bn_momentum(spec, len(data.train))})
     try:
-        model = build_model(model_spec, data.input_shape, data.num_classes, seed=spec.training.seed)
+        model = build_model(
+            model_spec, data.input_shape, data.num_classes, seed=spec.training.seed, input_dtype=data.input_dtype
+        )
     except ValueError as exc:  # Keras's own shape checks, beyond what geometry.check sees
         raise HarnessError(f"cannot build the model: {str(exc).splitlines()[0][:200]}") from None
     model.compile(
