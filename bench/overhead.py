@@ -2,6 +2,7 @@
 `model.fit` and as `harness run-ablation` (tracking on), alternated, several times each.
 
     python bench/overhead.py [--entry final] [--subset 5000] [--epochs 3] [--repeats 5]
+    python bench/overhead.py --system-metrics   # harness with MLflow's system metrics vs without
 
 The plain side is what a Keras script does: load the arrays (the same loader and cache),
 build and compile the model, fit. The harness side is `run_ablation`, everything included:
@@ -12,6 +13,9 @@ Prints the median of each and their ratio, for the fit alone (what tracking adds
 and end to end, and the ratio within each adjacent pair: this VM's speed drifts by tens of
 percent from one minute to the next (it has a fast and a slow state), so the fastest run of
 each side, both at full speed, is the least disturbed comparison; the medians are printed too.
+
+With --system-metrics both sides are `run_ablation`: "plain" without and "harness" with
+training.system_metrics=true (MLflow's sampler thread), so the ratio is what sampling costs.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=5000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--system-metrics", action="store_true", help="compare harness with and without sampling")
     args = parser.parse_args()
     load_keras()
     from harness import data, runner, train
@@ -68,18 +73,23 @@ def main() -> None:
         end = time.perf_counter()
         return end - fit_started, end - started
 
-    def harness() -> tuple[float, float]:
+    def harness(extra: tuple[str, ...] = ()) -> tuple[float, float]:
         started = time.perf_counter()
         outcome = runner.run_ablation(
-            Context(project, echo=lambda _: None, verbose=0), args.entry, overrides, force=True
+            Context(project, echo=lambda _: None, verbose=0), args.entry, [*overrides, *extra], force=True
         )
         return outcome.metrics["train_seconds"], time.perf_counter() - started
+
+    if args.system_metrics:
+        baseline, measured = harness, lambda: harness(("training.system_metrics=true",))
+    else:
+        baseline, measured = plain, harness
 
     results = {"plain": [], "harness": []}
     for repeat in range(args.repeats):
         order = ("plain", "harness") if repeat % 2 == 0 else ("harness", "plain")
         for name in order:
-            fit_s, total_s = plain() if name == "plain" else harness()
+            fit_s, total_s = baseline() if name == "plain" else measured()
             results[name].append((fit_s, total_s))
             print(f"repeat {repeat + 1} {name:8s} fit {fit_s:7.2f} s   total {total_s:7.2f} s", flush=True)
         p, h = results["plain"][-1], results["harness"][-1]
@@ -96,6 +106,8 @@ def main() -> None:
         f"entry {args.entry}, {data_label(args.data, args.subset, planned.data)}, "
         f"{args.epochs} epochs, {args.repeats} repeats each, alternated"
     )
+    if args.system_metrics:
+        print("sides: 'plain' = harness without system metrics, 'harness' = harness with them")
     print(
         f"fit:        plain {fit['plain']:.2f} s  harness {fit['harness']:.2f} s  "
         f"ratio of medians {fit['harness'] / fit['plain']:.3f}"

@@ -30,7 +30,8 @@ from .store_uri import check_uri, sqlite_path
 TAG = "harness."  # prefix of the harness's own tags, apart from MLflow's
 PARAMS_PER_CALL = 100  # MLflow's log_batch limit for params
 METRICS_PER_CALL = 1000  # and for metrics
-SYSTEM_SECONDS = 5  # between system-metrics samples: a few per epoch of the report's model here
+# between system-metrics samples: a few per epoch of the report's model here (tests: shorter)
+SYSTEM_SECONDS = float(os.environ.get("HARNESS_SYSTEM_METRICS_SECONDS", 5))
 
 
 def default_tracking_uri(root: Path) -> str:

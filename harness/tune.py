@@ -119,7 +119,9 @@ def tune(ctx: Context, name: str, settings: TuneSettings, overrides: Sequence[st
         )
         if not study.trials:
             study.enqueue_trial(current_values(resolved, dimensions), skip_if_exists=True)
-        study.set_metric_names([settings.metric])  # optuna-dashboard says val_accuracy, not Objective 0
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, and the only way to name it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([settings.metric])  # optuna-dashboard says val_accuracy, not Objective 0
     done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
     ctx.echo(f"study {study_name} ({storage_label}): {done} trials finished so far; running {settings.trials} more")
     objective = _Objective(ctx, planned, dimensions, record)

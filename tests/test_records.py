@@ -1,0 +1,135 @@
+"""MLflow-native records and the two charts: the data a run used as MLflow dataset inputs
+(training, validation; test for the final run), the entry file and commit in MLflow's source
+tags, MLflow's system metrics on demand, and the waterfall and forest plots, whose numbers
+are checked against the comparison tables and an independent Welch interval."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from scipy import stats
+
+from harness.tracking import default_tracking_uri
+from tests.conftest import run_cli, write_entry
+from tests.test_compare import CHAIN
+
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
+
+
+@pytest.fixture
+def chain(project):
+    write_entry(project, "tiny", CHAIN["tiny"])
+    write_entry(project, "tiny_adam", CHAIN["tiny_adam"] + "report: {val_accuracy: 0.6}\n")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for command in (["git", "init", "-q"], ["git", "add", "ablations"], ["git", "commit", "-qm", "entries"]):
+        subprocess.run(command, cwd=project, check=True, env={**__import__("os").environ, **env})
+    return project
+
+
+def runs(project):
+    client = MlflowClient(default_tracking_uri(project))
+    experiment = client.get_experiment_by_name("digits (subset 300)")
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def welch_interval(a, b):
+    """The 95% interval of mean(a) - mean(b), computed here without the harness."""
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = stats.t.ppf(0.975, dof) * np.sqrt(va + vb)
+    return np.mean(a) - np.mean(b) - half, np.mean(a) - np.mean(b) + half
+
+
+def test_runs_record_their_data_and_source_the_mlflow_way(chain):
+    result = run_cli(["run-ablation", "tiny_adam", "--seeds", "2"], chain)
+    assert result.returncode == 0, result.stderr
+    client, found = runs(chain)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=chain, capture_output=True, text=True).stdout.strip()
+    for run in found:
+        tags = run.data.tags
+        assert tags["mlflow.source.name"] == "ablations/tiny_adam.yaml" and tags["mlflow.source.type"] == "LOCAL"
+        assert tags["mlflow.source.git.commit"] == head
+        inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+        assert set(inputs) == {"training", "validation"}
+        for split, dataset in inputs.items():
+            profile = json.loads(dataset.profile)
+            assert dataset.name == "digits" and dataset.digest.startswith(tags["harness.dataset_fingerprint"][:16])
+            assert json.loads(dataset.source) == {"uri": "sklearn.datasets.load_digits"}
+            assert profile["image_shape"] == [8, 8, 1] and profile["classes"] == 10
+            assert profile["num_rows"] == {"training": 270, "validation": 30}[split]
+    selected = run_cli(["select", "--subset", "300"], chain)
+    assert selected.returncode == 0, selected.stderr
+    client, found = runs(chain)
+    (final,) = [r for r in found if r.data.tags["harness.kind"] == "final"]
+    (test,) = final.inputs.dataset_inputs
+    assert test.tags[0].value == "test" and json.loads(test.dataset.profile)["num_rows"] == 360
+
+
+def test_system_metrics_are_logged_when_asked(chain):
+    entry = CHAIN["tiny"].replace("epochs: 3", "epochs: 8").replace("batch_size: 64", "batch_size: 8")
+    write_entry(chain, "tiny", entry)
+    plain = run_cli(["run-ablation", "tiny"], chain)
+    sampled = run_cli(["run-ablation", "tiny", "--system-metrics"], chain, env={"HARNESS_SYSTEM_METRICS_SECONDS": "1"})
+    assert plain.returncode == 0 and sampled.returncode == 0, sampled.stderr
+    assert "already done" in sampled.stdout  # it records the run, it does not change what is trained
+    forced = run_cli(
+        ["run-ablation", "tiny", "--system-metrics", "--force"], chain, env={"HARNESS_SYSTEM_METRICS_SECONDS": "1"}
+    )
+    assert forced.returncode == 0, forced.stderr
+    client, found = runs(chain)
+    with_system = [r for r in found if any(k.startswith("system/") for k in r.data.metrics)]
+    assert len(with_system) == 1 and "system/cpu_utilization_percentage" in with_system[0].data.metrics
+    assert with_system[0].data.params["training.system_metrics"] == "True"
+
+
+def test_the_waterfall_and_forest_numbers_are_the_tables_and_welchs(chain, tmp_path):
+    for name in ("tiny", "tiny_adam"):
+        assert run_cli(["run-ablation", name, "--seeds", "3"], chain).returncode == 0
+    result = run_cli(
+        ["compare", "--chain", "tiny_adam", "--subset", "300", "--format", "csv", "--chart", str(tmp_path / "w.png")],
+        chain,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "w.png").read_bytes()[:4] == b"\x89PNG"
+    table = pd.read_csv(io.StringIO(result.stdout)).set_index("entry")
+    client, found = runs(chain)
+    values = {
+        entry: [
+            r.data.metrics["best_val_accuracy"]
+            for r in found
+            if r.data.tags["harness.kind"] == "seed" and r.data.tags["harness.entry"] == entry
+        ]
+        for entry in ("tiny", "tiny_adam")
+    }
+    low, high = welch_interval(values["tiny_adam"], values["tiny"])
+    row = table.loc["tiny_adam"]
+    assert row["delta"] == pytest.approx(np.mean(values["tiny_adam"]) - np.mean(values["tiny"]))
+    assert (row["delta_ci_low"], row["delta_ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert row["report_delta"] == pytest.approx(0.1)  # the report's claims: 0.6 against 0.5
+    ablated = run_cli(
+        ["ablate", "tiny_adam", "--leave-one-out", "--seeds", "3", "--chart", str(tmp_path / "f.png")], chain
+    )
+    assert ablated.returncode == 0, ablated.stderr
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    client, found = runs(chain)
+    (record,) = [r for r in found if r.data.tags["harness.kind"] == "leave_one_out"]
+    rows = pd.read_csv(client.download_artifacts(record.info.run_id, "leave_one_out.csv", str(tmp_path))).set_index(
+        "step"
+    )
+    without = [
+        r.data.metrics["best_val_accuracy"]
+        for r in found
+        if r.data.tags.get("harness.variant") == "without tiny_adam" and r.data.tags["harness.kind"] == "seed"
+    ]
+    low, high = welch_interval(values["tiny_adam"], without)
+    assert rows.loc["tiny_adam", "contribution"] == pytest.approx(np.mean(values["tiny_adam"]) - np.mean(without))
+    assert (rows.loc["tiny_adam", "ci_low"], rows.loc["tiny_adam", "ci_high"]) == (
+        pytest.approx(low),
+        pytest.approx(high),
+    )
