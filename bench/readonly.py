@@ -59,6 +59,7 @@ def harness(project: Path, *args: str, env=None) -> subprocess.CompletedProcess:
 
 def synthetic_runs(project: Path, count: int) -> int:
     """Runs as the harness writes them, without training: groups of three seeds and singles."""
+    from harness import settings
     from harness.entries import Registry
     from harness.planning import step_label
     from harness.tracking import TAG, Store
@@ -73,7 +74,7 @@ def synthetic_runs(project: Path, count: int) -> int:
                 f"{TAG}entry": name,
                 f"{TAG}step": step_label(resolved),
                 f"{TAG}settings": "training.epochs=1",
-                f"{TAG}settings_fingerprint": "synthetic",
+                f"{TAG}settings_fingerprint": settings.fingerprint(["training.epochs=1"]),
                 f"{TAG}spec_fingerprint": resolved.fingerprint(),
             }
             metrics = lambda: {
@@ -159,9 +160,9 @@ def main() -> None:
     commands = {
         "list": ["list"],
         "show final": ["show", "final"],
-        "compare (table)": ["compare", "--subset", "300", "--any-settings"],
-        "compare --format csv": ["compare", "--subset", "300", "--any-settings", "--format", "csv"],
-        "report --format html": ["report", "--subset", "300", "--any-settings", "--format", "html"],
+        "compare (table)": ["compare", "--subset", "300"],
+        "compare --format csv": ["compare", "--subset", "300", "--format", "csv"],
+        "report --format html": ["report", "--subset", "300", "--format", "html"],
         "save-best": ["save-best", "baseline", "baseline_best", *TINY, "--force"],
         "run-ablation (already done)": ["run-ablation", "same_padding", *TINY],
     }

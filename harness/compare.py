@@ -223,7 +223,10 @@ def _delta(found: Optional[Evidence], parent_found: Optional[Evidence], parent: 
     p = welch_p(found.values[key], parent_found.values[key])
     interval = difference_interval(found.values[key], parent_found.values[key])
     low, high = interval if interval else (None, None)
-    note = "" if p is not None else "n<2"
+    note = ""
+    if p is None:
+        one_seed = min(len(found.values[key]), len(parent_found.values[key])) < 2
+        note = "n<2" if one_seed else "no spread"  # both sides constant: no test is possible
     return {"delta": delta, "delta_ci_low": low, "delta_ci_high": high, "p_value": p, "delta_note": note}
 
 

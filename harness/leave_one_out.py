@@ -35,7 +35,7 @@ class Variant:
             if self.overwritten_by
             else ""
         )
-        return f"without {self.step}: reverts {', '.join(self.reverted)}{note}"
+        return f"reverts {', '.join(self.reverted)}{note}"
 
 
 def leave_one_out(registry: Registry, name: str, overrides: list[str]) -> list[Variant]:

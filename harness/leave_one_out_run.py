@@ -142,12 +142,16 @@ def forest_rows(table: pd.DataFrame) -> list[tuple]:
 
 
 def not_run(table: pd.DataFrame) -> list[str]:
-    """Steps with no contribution (overwritten, cannot build, failed), for the chart's note."""
-    return [
-        row.step
-        for row in table.itertuples(index=False)
-        if row.step != "(all steps)" and tables.missing(row.contribution)
-    ]
+    """Steps with no contribution, each with why in a word or two, for the chart's note:
+    'dropout (overwritten)', 'same_padding (cannot build)'."""
+    out = []
+    for row in table.itertuples(index=False):
+        if row.step == "(all steps)" or not tables.missing(row.contribution):
+            continue
+        note = str(row.note or "")
+        why = next((w for w in ("cannot build", "overwritten") if note.startswith(w)), "no result")
+        out.append(f"{row.step} ({why})")
+    return out
 
 
 def record(ctx: Context, full: tuple[str, str], ablation: Ablation, about: tuple) -> str:

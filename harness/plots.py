@@ -37,12 +37,14 @@ def seed_curves(histories: dict[str, list[list[float]]], title: str, path: Path)
     deviation where there are several (each metric: one list of values per seed)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     seeds = max((len(runs) for runs in histories.values()), default=1)
+    longest = 1
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for key, label, color in ((metric, "train", BLUE), (f"val_{metric}", "validation", RED)):
             runs = [r for r in histories.get(key, []) if r]
             if not runs:
                 continue
             length = min(len(r) for r in runs)
+            longest = max(longest, length)
             values = np.array([r[:length] for r in runs], dtype=float)
             epochs = np.arange(1, length + 1)
             mean = values.mean(axis=0)
@@ -52,7 +54,11 @@ def seed_curves(histories: dict[str, list[list[float]]], title: str, path: Path)
                 ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if longest <= 10:  # MaxNLocator puts a run of one or two epochs at 0.95, 1.05
+            ax.set_xticks(range(1, longest + 1))
+            ax.set_xlim(0.5, longest + 0.5)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title + (f" ({seeds} seeds: mean, band +/- 1 std)" if seeds > 1 else ""))
@@ -120,9 +126,9 @@ def waterfall(table, key: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def forest(rows, key: str, overwritten: Sequence[str], path: Path) -> Path:
+def forest(rows, key: str, not_run: Sequence[str], path: Path) -> Path:
     """Leave-one-out: each step's contribution to the full entry (full minus without), with
-    its 95% interval, sorted, zero line drawn; steps a later step overwrote listed apart.
+    its 95% interval, sorted, zero line drawn; steps with no result listed apart, with why.
     rows: (step, contribution, ci_low or None, ci_high or None, p or None)."""
     rows = sorted(rows, key=lambda r: r[1])
     fig, ax = plt.subplots(figsize=(8, max(3.0, 0.45 * len(rows) + 1.8)))
@@ -136,8 +142,8 @@ def forest(rows, key: str, overwritten: Sequence[str], path: Path) -> Path:
     ax.set_yticks(range(len(rows)), [f"{r[0]}{' *' if r[4] is not None and r[4] < 0.05 else ''}" for r in rows])
     ax.set_xlabel(f"contribution to {key} (full minus without the step), 95% interval")
     title = "Leave-one-out: what each step contributes; * Welch p < 0.05"
-    if overwritten:
-        title += f"\noverwritten by later steps, not run: {', '.join(overwritten)}"
+    if not_run:
+        title += f"\nnot run: {', '.join(not_run)}"
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)

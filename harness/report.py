@@ -110,13 +110,16 @@ def _curves(store, frame: pd.DataFrame, work: Path, link) -> Section:
     return Section("Learning curves", text, None, images, links)
 
 
+def _latest_of_kind(store, experiment_id: str, kind: str):
+    """The latest FINISHED run of this kind in the experiment, or None."""
+    runs = store.runs([experiment_id], f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = '{kind}'", max_results=1)
+    return runs[0] if runs else None
+
+
 def _leave_one_out(store, experiment_id: str, work: Path, link) -> Optional[Section]:
-    runs = store.runs(
-        [experiment_id], f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'leave_one_out'", max_results=1
-    )
-    if not runs:
+    run = _latest_of_kind(store, experiment_id, "leave_one_out")
+    if run is None:
         return None
-    run = runs[0]
     path = _download(store, run.info.run_id, "forest.png", work)
     table_path = _download(store, run.info.run_id, "leave_one_out.csv", work)
     table = pd.read_csv(table_path).fillna("") if table_path else None
@@ -171,12 +174,9 @@ def _short(value: str) -> str:
 
 
 def _final(store, experiment_id: str, work: Path, link) -> Optional[Section]:
-    finals = store.runs(
-        [experiment_id], f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'final'", max_results=1
-    )
-    if not finals:
+    run = _latest_of_kind(store, experiment_id, "final")
+    if run is None:
         return None
-    run = finals[0]
     tags, metrics = run.data.tags, run.data.metrics
     folder = work / "final"
     folder.mkdir()

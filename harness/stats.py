@@ -1,6 +1,8 @@
 """Seed statistics: mean, sample standard deviation, n, a 95% Student-t confidence interval,
-and Welch's t-test between two groups (scipy). One home for them, used by the runner, the
-comparison tables and the benchmarks."""
+and Welch's t-test between two groups. One home for them, used by the runner, the
+comparison tables and the benchmarks. Student's t comes from scipy.special (stdtr, stdtrit):
+the same functions scipy.stats.t calls, without the second it takes to import scipy.stats,
+which the read-only commands cannot afford."""
 
 from __future__ import annotations
 
@@ -37,33 +39,45 @@ def summarize(values: Sequence[float]) -> Summary:
 
 def t_quantile(degrees_of_freedom: float) -> float:
     """The two-sided CONFIDENCE quantile of Student's t."""
-    from scipy.stats import t
+    from scipy.special import stdtrit
 
-    return float(t.ppf(0.5 + CONFIDENCE / 2, degrees_of_freedom))
+    return float(stdtrit(degrees_of_freedom, 0.5 + CONFIDENCE / 2))
+
+
+def _welch(a: Sequence[float], b: Sequence[float]) -> Optional[tuple[float, float, float]]:
+    """(mean(a) - mean(b), its standard error, Welch-Satterthwaite degrees of freedom)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    if va + vb == 0:
+        return diff, 0.0, math.nan
+    dof = (va + vb) ** 2 / ((va**2) / (len(a) - 1) + (vb**2) / (len(b) - 1))
+    return diff, math.sqrt(va + vb), dof
 
 
 def difference_interval(a: Sequence[float], b: Sequence[float]) -> Optional[tuple[float, float]]:
     """The 95% Welch interval of mean(a) - mean(b), where both have two or more values."""
-    if len(a) < 2 or len(b) < 2:
+    welch = _welch(a, b)
+    if welch is None:
         return None
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    se = math.sqrt(va + vb)
-    diff = statistics.fmean(a) - statistics.fmean(b)
+    diff, se, dof = welch
     if se == 0:
         return diff, diff
-    dof = (va + vb) ** 2 / ((va**2) / (len(a) - 1) + (vb**2) / (len(b) - 1))
     half = t_quantile(dof) * se
     return diff - half, diff + half
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
-    """Welch's t-test p-value (scipy), where both sides have two or more values."""
-    if len(a) < 2 or len(b) < 2:
+    """Welch's two-sided t-test p-value, where both sides have two or more values (None
+    where both are constant: no test is possible)."""
+    welch = _welch(a, b)
+    if welch is None or welch[1] == 0:
         return None
-    from scipy.stats import ttest_ind
+    from scipy.special import stdtr
 
-    p = float(ttest_ind(list(a), list(b), equal_var=False).pvalue)
-    return None if math.isnan(p) else p
+    diff, se, dof = welch
+    return float(2 * stdtr(dof, -abs(diff / se)))
 
 
 def format_summary(stats: dict[str, float], key: str) -> str:

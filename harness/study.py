@@ -150,6 +150,7 @@ def _create(ctx: Context, study, cells: list[Cell], first_settings: tuple) -> No
         group_tags[f"{TAG}seeds"] = ",".join(map(str, seeds))
         run = store.client.create_run(experiment_id, run_name=f"{cell.group} x{len(seeds)} seeds", tags=group_tags)
         store.log(run.info.run_id, params={k: v for k, v in resolved.flat().items() if k != "training.seed"})
+        log_dataset_inputs(store.client, run.info.run_id, first.data)
         store.client.set_terminated(run.info.run_id, "SCHEDULED")
         groups[cell.group] = run.info.run_id
     for index, cell in enumerate(cells):

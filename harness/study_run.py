@@ -92,6 +92,12 @@ def dry_run(ctx: Context, plan_: StudyPlan, options: StudyOptions) -> None:
         ctx.echo(f"  {label:40s} {state}")
     for group, reason in unbuildable.items():
         ctx.echo(f"  {group:40s} not a cell: {reason}")
+    if plan_.leave_one_out:
+        from .leave_one_out import leave_one_out
+
+        for variant in leave_one_out(registry, plan_.target, list(plan_.overrides)):
+            if not variant.runnable:
+                ctx.echo(f"  {plan_.target + ' without ' + variant.step:40s} not a cell: {variant.describe()}")
 
 
 def visible_gpus() -> list[str]:

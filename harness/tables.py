@@ -57,9 +57,16 @@ def terminal_table(frame: pd.DataFrame, caption: str = "", width: Optional[int] 
     natural = {c: max([len(str(c))] + [len(str(v)) for v in frame[c]]) for c in frame.columns}
     named = [frame.columns[p] if isinstance(p, int) and p < len(frame.columns) else p for p in PRIORITY]
     order = list(dict.fromkeys([c for c in named if c in frame.columns] + list(frame.columns)))
-    chosen, used = set(), 0
+    longest_word = max([len(w) for v in frame.get(wrapped, []) for w in str(v).split()] or [0])
+    wrap_width = WRAP_MIN
+    chosen, used = set(), 1  # the table's edge
+    prioritized = len([c for c in named if c in frame.columns])
     for rank, column in enumerate(order):
-        need = (WRAP_MIN if column == wrapped else natural[column]) + 2
+        if rank == prioritized and wrapped in chosen:  # the telling columns are in: widen the wrapped one
+            extra = min(width - used, longest_word - wrap_width, width // 3 - wrap_width)
+            wrap_width += max(extra, 0)  # so it wraps between words, not inside keys
+            used += max(extra, 0)
+        need = (wrap_width if column == wrapped else natural[column]) + 3  # padding and divider
         if rank < 2 or used + need <= width:
             chosen.add(column)
             used += need
@@ -69,7 +76,10 @@ def terminal_table(frame: pd.DataFrame, caption: str = "", width: Optional[int] 
     for column in shown:
         wraps = column == wrapped
         table.add_column(
-            str(column), no_wrap=not wraps, overflow="fold" if wraps else "ellipsis", ratio=1 if wraps else None
+            str(column),
+            no_wrap=not wraps,
+            overflow="fold" if wraps else "ellipsis",
+            min_width=wrap_width if wraps else None,
         )
     for row in frame[shown].itertuples(index=False):
         table.add_row(*(str(v) for v in row))
@@ -106,6 +116,12 @@ def number(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+def signed(value: float, digits: int = 4) -> str:
+    """A difference as a cell: '+0.0550', '-0.0150', and '+0.0000' (never '-0.0000')."""
+    text = f"{value:+.{digits}f}"
+    return "+" + text[1:] if float(text) == 0 else text
+
+
 def mean_over_seeds(mean: Any, std: Any, n: Any) -> str:
     """'0.5764 +/- 0.0123 (n=3)', or '0.5764 (n=1)' where one seed gives no spread."""
     if missing(mean):
@@ -128,13 +144,13 @@ def comparison(table: pd.DataFrame, key: str) -> pd.DataFrame:
         status or mean_over_seeds(m, s, n)
         for status, m, s, n in zip(table["status"], table[key], table["std"], table["n"])
     ]
-    out["delta"] = [note if missing(v) else f"{v:+.4f}" for v, note in zip(table["delta"], table["delta_note"])]
+    out["delta"] = [note if missing(v) else signed(v) for v, note in zip(table["delta"], table["delta_note"])]
     out["p (Welch)"] = [
-        (note if note == "n<2" else "") if missing(v) else f"{v:.3g}"
+        (note if note in ("n<2", "no spread") else "") if missing(v) else f"{v:.3g}"
         for v, note in zip(table["p_value"], table["delta_note"])
     ]
     out["val loss"] = table["val_loss"].map(number)
-    out["train-val gap"] = table["train_val_gap"].map(lambda v: "" if missing(v) else f"{v:+.4f}")
+    out["train-val gap"] = table["train_val_gap"].map(lambda v: "" if missing(v) else signed(v))
     out["epochs"] = table["epochs"].map(lambda v: number(v, 1))
     out["time s"] = table["train_seconds"].map(lambda v: "" if missing(v) else f"{v:.1f}")
     out["params"] = table["params"].map(lambda v: "" if missing(v) else f"{int(v):,}")
@@ -147,7 +163,7 @@ def leave_one_out(table: pd.DataFrame, key: str) -> pd.DataFrame:
     shown = pd.DataFrame()
     shown["variant"] = table["variant"]
     shown[key] = [mean_over_seeds(m, s, n) for m, s, n in zip(table[key], table["std"], table["n"])]
-    shown["contribution"] = table["contribution"].map(lambda v: "" if missing(v) else f"{v:+.4f}")
+    shown["contribution"] = table["contribution"].map(lambda v: "" if missing(v) else signed(v))
     shown["p (Welch)"] = table["p_value"].map(lambda v: "" if missing(v) else f"{v:.3g}")
     shown["note"] = table["note"]
     return shown

@@ -50,6 +50,7 @@ def assert_study_complete(project, output: str) -> None:
     finished, runs, client = landed(project)
     assert finished == Counter({cell: 1 for cell in CELLS}), (finished, output[-3000:])
     assert "RUNNING" not in {r.info.status for r in runs}
+    assert [r.info.run_name for r in runs if not r.inputs.dataset_inputs] == []  # the Datasets column is full
     (history,) = [r for r in runs if r.data.tags.get("harness.kind") == "history"]
     assert history.info.status == "FINISHED" and history.info.run_name == "geo_deep study"
     artifacts = {a.path for a in client.list_artifacts(history.info.run_id)}
@@ -139,3 +140,22 @@ def _journal(project):
     from optuna.storages.journal import JournalFileBackend
 
     return JournalStorage(JournalFileBackend(str(project / "mlruns" / "optuna" / "journal.log")))
+
+
+def test_the_dry_run_accounts_for_every_step_of_the_report(project):
+    """On the repository's own entries: every step is a cell, a variant, or says why not."""
+    import shutil
+    from pathlib import Path
+
+    shutil.rmtree(project / "ablations")
+    shutil.copytree(Path(__file__).resolve().parents[1] / "ablations", project / "ablations")
+    dry = run_cli(["study", "final", "--seeds", "1", "--leave-one-out", "--dry-run"], project)
+    assert dry.returncode == 0, dry.stderr
+    rows = [line.strip() for line in dry.stdout.splitlines()[1:]]
+    history = [r.split(" seed ")[0] for r in rows if " without " not in r]
+    assert history[0] == "baseline" and history[-1] == "final" and len(history) == 15
+    variants = {r.split(" seed ")[0].split(" not a cell")[0].strip() for r in rows if " without " in r}
+    assert len(variants) == 14  # one per step after the root
+    assert any(r.startswith("final without same_padding") and "cannot build: valid padding" in r for r in rows)
+    assert any(r.startswith("final without dropout") and "overwritten by final" in r for r in rows)
+    assert not (project / "mlruns" / "mlflow.db").exists()
