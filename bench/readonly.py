@@ -61,8 +61,9 @@ def synthetic_runs(project: Path, count: int) -> int:
     """Runs as the harness writes them, without training: groups of three seeds and singles."""
     from harness import settings
     from harness.entries import Registry
+    from harness.names import TAG
     from harness.planning import step_label
-    from harness.tracking import TAG, Store
+    from harness.tracking import Store
 
     store = Store(project)
     experiment_id = store.experiment_id("digits (subset 300)")

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from .entries import Registry
 from .errors import HarnessError
-from .tracking import experiment_name
+from .names import experiment_name
 from .tune_storage import open_storage, study_name_for
 from .yamlio import dump_yaml
 

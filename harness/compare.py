@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import pandas as pd
 
@@ -19,8 +19,11 @@ from .diffs import diff_against_parent
 from .entries import Registry
 from .errors import HarnessError
 from .evidence import Evidence, RunIndex
+from .names import experiment_name
 from .stats import difference_interval, welch_p
-from .tracking import Store, experiment_name
+
+if TYPE_CHECKING:
+    from .tracking import Store
 
 ALIASES = {"val_accuracy": "best_val_accuracy", "val_loss": "best_val_loss"}
 CLAIM_FOR = {

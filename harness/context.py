@@ -37,9 +37,24 @@ class Context:
             self.echo(f"marked run {run_id} FAILED: its process died while it was RUNNING")
         return store
 
+    @cached_property
+    def store_uri(self) -> str:
+        """The tracking URI, without opening the store."""
+        from .store_uri import default_tracking_uri
+
+        return self.tracking_uri or default_tracking_uri(self.root)
+
+    @cached_property
+    def reader(self):
+        """The store for reading: a local SQLite file read directly (store_reader: no MLflow
+        import), else the MLflow store. An absent local store is left absent."""
+        from .store_reader import open_reader
+
+        return open_reader(self.root, self.tracking_uri) or self.store
+
     def reading_store(self):
         """The store for a command that only reads: a missing local store is an error."""
-        from .tracking import require_store
+        from .store_uri import require_store
 
         require_store(self.root, self.tracking_uri)
-        return self.store
+        return self.reader

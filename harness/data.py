@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
@@ -39,18 +40,56 @@ class Split:
 
 
 @dataclass(frozen=True)
-class Dataset:
-    """The training pool of one source, split into train and validation."""
+class SplitFacts:
+    """What identifies a train/validation split and what planning checks, without the arrays:
+    kept in the split memo (split_memo.py) so a run found done needs no data loaded."""
 
-    source: str
-    train: Split
-    val: Split
-    class_names: list[str]
     fingerprint: str  # of the images and labels actually used (after subset and split)
+    input_shape: tuple[int, int, int]
+    input_dtype: str
+    class_names: list[str]
+    sizes: tuple[int, int]  # train, validation
+
+
+class Dataset:
+    """The training pool of one source, split into train and validation. Its facts
+    (fingerprint, shape, classes) may come from the split memo; the arrays then load on first
+    use of `train` or `val`, and must match the fingerprint."""
+
+    def __init__(self, source: str, facts: SplitFacts, splits: Optional[tuple[Split, Split]] = None, loader=None):
+        self.source, self.facts, self._loader = source, facts, loader
+        if splits is not None:
+            self.__dict__["splits"] = splits
+
+    @cached_property
+    def splits(self) -> tuple[Split, Split]:
+        train, val, _ = self._loader()
+        if fingerprint_arrays(train, val) != self.facts.fingerprint:
+            raise HarnessError(
+                f"{self.source}: the data changed behind an unchanged listing (same names, sizes and times); "
+                "delete the harness cache (split memo) and run again"
+            )
+        return train, val
+
+    @property
+    def train(self) -> Split:
+        return self.splits[0]
+
+    @property
+    def val(self) -> Split:
+        return self.splits[1]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.facts.fingerprint
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.facts.class_names
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
+        return self.facts.input_shape
 
     @property
     def num_classes(self) -> int:
@@ -60,19 +99,35 @@ class Dataset:
     def input_dtype(self) -> str:
         """uint8 for photographs (the model scales them: a quarter of the memory and of the
         bytes a GPU is sent), float32 for sources that come as floats (digits)."""
-        return str(self.train.x.dtype)
+        return self.facts.input_dtype
 
 
 def load(source: str, val_fraction: float = 0.1, subset: Optional[int] = None, seed: int = 0) -> Dataset:
-    """The training pool of `source`, optionally a stratified subset, split train/val."""
+    """The training pool of `source`, optionally a stratified subset, split train/val. A split
+    made before from the same source state is known from the split memo without loading."""
+    from . import split_memo
+
+    memo_key = split_memo.key(source, val_fraction, subset, seed)
+    loader = lambda: _split(source, val_fraction, subset, seed)  # noqa: E731
+    facts = split_memo.recall(memo_key)
+    if facts is not None:
+        return Dataset(source, facts, loader=loader)
+    train, val, class_names = loader()
+    sizes = (len(train), len(val))
+    shape, dtype = tuple(train.x.shape[1:]), str(train.x.dtype)
+    facts = SplitFacts(fingerprint_arrays(train, val), shape, dtype, class_names, sizes)  # type: ignore[arg-type]
+    split_memo.remember(memo_key, facts)
+    return Dataset(source, facts, splits=(train, val))
+
+
+def _split(source: str, val_fraction: float, subset: Optional[int], seed: int) -> tuple[Split, Split, list[str]]:
     pool, _, class_names = _load_source(source)
     x, y = pool.x, pool.y
     if subset is not None and subset < len(y):
         taken, _, _, _ = stratified_split(np.arange(len(y)), y, len(y) - subset, seed, "data.subset")
         x, y = x[taken], y[taken]  # from a memory-mapped cache, reads only these images
     x_train, x_val, y_train, y_val = stratified_split(np.asarray(x), y, val_fraction, seed, "data.val_fraction")
-    train, val = Split(x_train, y_train), Split(x_val, y_val)
-    return Dataset(source, train, val, class_names, fingerprint_arrays(train, val))
+    return Split(x_train, y_train), Split(x_val, y_val), class_names
 
 
 def load_test(source: str) -> tuple[Split, list[str]]:

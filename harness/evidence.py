@@ -5,11 +5,14 @@ values per seed. Leave-one-out variants and tune trials never stand in for an en
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from . import settings as run_settings
+from .names import TAG
 from .stats import Summary, summarize
-from .tracking import TAG, Store
+
+if TYPE_CHECKING:
+    from .tracking import Store
 
 ENTRY_KINDS = ("run", "group")  # what stands for an entry (a group through its seed runs)
 

@@ -27,7 +27,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HARNESS_CACHE", default)).expanduser()
 
 
-def load_folder(root: Path) -> tuple[Split, Split, list[str]]:
+def folder_state(root: Path) -> str:
+    """The folder as it is now: its class names and the content key of its images (names,
+    labels, sizes, times); bad folders raise the HarnessError that loading them would."""
+    class_names, _, key = _listing(root)
+    return f"{key} {'/'.join(class_names)}"
+
+
+def _listing(root: Path) -> tuple[list[str], dict[str, list[tuple[str, int, int, int]]], str]:
+    """(class names, the images of train/ and test/, their content key), the folder checked."""
     train_dir = root / "train"
     if not train_dir.is_dir():
         raise HarnessError(f"folder:{root}: no train/ folder (expected {root}/train/<class>/*.png|jpg)")
@@ -37,7 +45,12 @@ def load_folder(root: Path) -> tuple[Split, Split, list[str]]:
     files = {part: _image_files(root / part, class_names) for part in ("train", "test")}
     if not files["train"]:
         raise HarnessError(f"folder:{root}: no images under train/<class>/")
-    key = _content_key(files)
+    return class_names, files, _content_key(files)
+
+
+def load_folder(root: Path) -> tuple[Split, Split, list[str]]:
+    """(training pool, test split, class names) of an image folder, decoded once and cached."""
+    class_names, files, key = _listing(root)
     cached = cache_dir() / f"folder-{key}-u8"
     if not cached.is_dir():
         pool = _decode(files["train"], root)

@@ -27,8 +27,8 @@ from .geometry import CannotBuild
 from .interrupts import GUARD
 from .leave_one_out import Variant, leave_one_out
 from .links import run_link
+from .names import TAG
 from .stats import difference_interval, welch_p
-from .tracking import TAG
 
 
 @dataclass

@@ -15,7 +15,7 @@ from .diffs import Diff, diff_against_parent
 from .entries import Registry, Resolved
 from .errors import HarnessError
 from .interrupts import GUARD
-from .tracking import TAG, experiment_name
+from .names import TAG, experiment_name
 
 
 @dataclass(frozen=True)

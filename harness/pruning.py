@@ -6,7 +6,7 @@ from __future__ import annotations
 import optuna
 from optuna_integration import KerasPruningCallback
 
-from .tracking import TAG
+from .names import TAG
 
 
 class PrunedAtEpoch(optuna.TrialPruned):

@@ -21,7 +21,7 @@ from .compare import Comparison, Scope, chart, compare_table, experiment_for
 from .context import Context
 from .errors import HarnessError
 from .links import run_link
-from .tracking import TAG
+from .names import TAG
 
 REPORT_FORMATS = ("md", "html")
 STUDY_PLOTS = ("optimization_history.png", "param_importances.png")

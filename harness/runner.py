@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from . import paths
 from .context import Context
@@ -18,11 +18,13 @@ from .errors import HarnessError
 from .interrupts import GUARD
 from .links import run_link
 from .locks import exclusive
+from .names import TAG
 from .planning import Planned, plan, run_tags
-from .run_inputs import log_dataset_inputs
 from .stats import format_summary, seed_statistics
 from .tracked_run import Outcome, RunOptions, log_group_curves, tracked_fit
-from .tracking import TAG, Store
+
+if TYPE_CHECKING:
+    from .tracking import Store
 
 MAX_SEEDS = 1000  # a group of more runs than this is a typo
 
@@ -88,18 +90,26 @@ def run_ablation(
         settings=tuple(overrides),
     )
     outcome = run_once(ctx, planned, options, force=force)
-    ctx.echo(f"MLflow: {run_link(ctx.store.uri, outcome.experiment_id, outcome.run_id)}")
+    ctx.echo(f"MLflow: {run_link(ctx.store_uri, outcome.experiment_id, outcome.run_id)}")
     return outcome
 
 
 def run_once(ctx: Context, planned: Planned, options: RunOptions, *, force: bool = False) -> Outcome:
-    """Train `planned` unless an identical FINISHED run exists; resume a backed-up one."""
-    r, store = planned.resolved, ctx.writable_store
-    experiment_id = store.experiment_id(planned.experiment)
+    """Train `planned` unless an identical FINISHED run exists; resume a backed-up one. The
+    first look for a finished run reads the store without MLflow (an instant answer); the
+    second, under the lock, sees a run another process finished meanwhile."""
+    r = planned.resolved
     identity = {
         f"{TAG}spec_fingerprint": r.fingerprint(),
         f"{TAG}dataset_fingerprint": planned.data.fingerprint,
     }
+    if not force:
+        experiment_id = ctx.reader.experiment_id(planned.experiment, create=False)
+        done = experiment_id and _finished(ctx.reader, experiment_id, identity, options.variant)
+        if done:
+            return _already_done(ctx, planned, done, experiment_id)
+    store = ctx.writable_store
+    experiment_id = store.experiment_id(planned.experiment)
     lock = paths.run_lock(ctx.root, f"{r.fingerprint()}-{planned.data.fingerprint}")
     waiting = lambda pid: ctx.echo(
         f"{r.name}: process {pid} is training the same spec on the same data; waiting for it"
@@ -108,15 +118,18 @@ def run_once(ctx: Context, planned: Planned, options: RunOptions, *, force: bool
         if not force:
             done = _finished(store, experiment_id, identity, options.variant)
             if done is not None:
-                ctx.echo(
-                    f"{r.name}: already done in run {done.info.run_id} "
-                    f"(same spec {r.fingerprint()} and data {planned.data.fingerprint}); --force runs it again"
-                )
-                return Outcome(
-                    done.info.run_id, experiment_id, "FINISHED", skipped=True, metrics=dict(done.data.metrics)
-                )
+                return _already_done(ctx, planned, done, experiment_id)
         resume = None if force else _resumable(ctx, experiment_id, identity, options.variant)
         return tracked_fit(ctx, planned, options, resume_run_id=resume)
+
+
+def _already_done(ctx: Context, planned: Planned, done, experiment_id: str) -> Outcome:
+    fingerprint = planned.resolved.fingerprint()
+    ctx.echo(
+        f"{planned.resolved.name}: already done in run {done.info.run_id} "
+        f"(same spec {fingerprint} and data {planned.data.fingerprint}); --force runs it again"
+    )
+    return Outcome(done.info.run_id, experiment_id, "FINISHED", skipped=True, metrics=dict(done.data.metrics))
 
 
 def _finished(store: Store, experiment_id: str, identity: dict[str, str], variant: Optional[str]):
@@ -170,6 +183,8 @@ def _run_group(ctx: Context, registry: Registry, planned: Planned, seeds: list[i
     title = f"{r.name} {label}" if label else r.name
     with store.run(experiment_id, f"{title} x{len(seeds)} seeds", tags) as group:
         store.log(group.info.run_id, params={k: v for k, v in r.flat().items() if k != "training.seed"})
+        from .run_inputs import log_dataset_inputs
+
         log_dataset_inputs(store.client, group.info.run_id, planned.data)
         children = []
         for seed, seeded in zip(seeds, per_seed):

@@ -20,10 +20,10 @@ from .entries import Registry
 from .errors import HarnessError
 from .evidence import Evidence, RunIndex
 from .links import run_link
+from .names import TAG
 from .paths import slug
 from .run_inputs import log_test_input
 from .tables import mean_over_seeds
-from .tracking import TAG
 
 ALIAS = "champion"
 

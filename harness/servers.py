@@ -44,7 +44,7 @@ def run_ui(ctx: Context, address: tuple[str, int], verbose: bool = False) -> int
 
     host, port = address
     check_port(host, port)
-    store = ctx.store
+    store = ctx.reader  # the local file read directly: the links print without importing MLflow
     experiments = [e for e in store.experiments() if e.name != "Default"]
     command = [
         sys.executable,

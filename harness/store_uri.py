@@ -4,9 +4,11 @@ down would otherwise be retried by MLflow for minutes."""
 
 from __future__ import annotations
 
+import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Optional
 
 from .errors import HarnessError
 
@@ -39,3 +41,16 @@ def check_uri(uri: str) -> None:
 
 def sqlite_path(uri: str) -> str:
     return uri.split("sqlite:///", 1)[-1].split("?", 1)[0] if uri.startswith("sqlite:///") else ""
+
+
+def default_tracking_uri(root: Path) -> str:
+    """$MLFLOW_TRACKING_URI, or the SQLite store in <root>/mlruns (MLflow 3 drops the file store)."""
+    local = f"sqlite:///{(Path(root) / 'mlruns' / 'mlflow.db').resolve()}?timeout=60"
+    return os.environ.get("MLFLOW_TRACKING_URI") or local
+
+
+def require_store(root: Path, tracking_uri: Optional[str]) -> None:
+    """For reading: a missing local store is a HarnessError, not a new empty one."""
+    uri = tracking_uri or default_tracking_uri(root)
+    if uri.startswith("sqlite:") and not Path(sqlite_path(uri)).is_file():
+        raise HarnessError(f"no runs yet: {sqlite_path(uri)} does not exist")

@@ -32,10 +32,10 @@ from .entries import Registry
 from .errors import HarnessError, RunFailed
 from .geometry import CannotBuild
 from .interrupts import GUARD
+from .names import TAG
 from .planning import plan
 from .study_cells import Cell, StudyPlan, check_same_specs, plan_cells
 from .tracked_run import RunOptions
-from .tracking import TAG
 from .tune_storage import HEARTBEAT_SECONDS, fail_stale_trials, open_storage, study_lock
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -18,11 +18,11 @@ from .entries import Registry
 from .evidence import RunIndex
 from .leave_one_out import leave_one_out
 from .links import run_link
+from .names import TAG
 from .report import build_report
 from .selection import select
 from .study import CANNOT_BUILD, GROUPS, HISTORY_RUN
 from .study_cells import StudyPlan
-from .tracking import TAG
 
 METRIC = "best_val_accuracy"
 

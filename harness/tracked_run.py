@@ -13,17 +13,19 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from . import paths
 from .context import Context
 from .diffs import Diff
 from .errors import RunFailed
 from .interrupts import GUARD
+from .names import TAG
 from .planning import Planned, run_tags
-from .run_inputs import log_dataset_inputs
-from .tracking import TAG, Store
 from .yamlio import dump_yaml
+
+if TYPE_CHECKING:  # MLflow loads with the store, so a run found done answers without it
+    from .tracking import Store
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ def tracked_fit(ctx: Context, planned: Planned, options: RunOptions, resume_run_
             if warning:
                 extra[f"{TAG}warning"] = warning
             store.log(run_id, params=r.flat(), tags=extra)
+            from .run_inputs import log_dataset_inputs
+
             log_dataset_inputs(store.client, run_id, planned.data)
         logged_through = _last_logged_epoch(store, run_id) if resume_run_id else 0
         echo(

@@ -25,24 +25,14 @@ from mlflow.entities import Metric, Param, RunTag
 from . import paths
 from .errors import HarnessError, describe, first_line
 from .interrupts import GUARD
-from .store_uri import check_uri, sqlite_path
+from .locks import process_alive
+from .names import TAG
+from .store_uri import check_uri, default_tracking_uri, require_store, sqlite_path  # noqa: F401 - re-exported
 
-TAG = "harness."  # prefix of the harness's own tags, apart from MLflow's
 PARAMS_PER_CALL = 100  # MLflow's log_batch limit for params
 METRICS_PER_CALL = 1000  # and for metrics
 # between system-metrics samples: a few per epoch of the report's model here (tests: shorter)
 SYSTEM_SECONDS = float(os.environ.get("HARNESS_SYSTEM_METRICS_SECONDS", 5))
-
-
-def default_tracking_uri(root: Path) -> str:
-    """$MLFLOW_TRACKING_URI, or the SQLite store in <root>/mlruns (MLflow 3 drops the file store)."""
-    local = f"sqlite:///{(Path(root) / 'mlruns' / 'mlflow.db').resolve()}?timeout=60"
-    return os.environ.get("MLFLOW_TRACKING_URI") or local
-
-
-def experiment_name(source: str, subset: Optional[int]) -> str:
-    """One experiment per dataset: runs on different data are never compared."""
-    return source if subset is None else f"{source} (subset {subset})"
 
 
 class Store:
@@ -287,24 +277,6 @@ def _enable_wal(path: Path) -> None:
         raise HarnessError(f"tracking store {path}: {exc}; move the file aside to start afresh") from None
 
 
-def process_alive(pid: int) -> bool:
-    """Whether a process with this pid runs on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _text(value: Any) -> str:
     text = "None" if value is None else str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
-
-
-def require_store(root: Path, tracking_uri: Optional[str]) -> None:
-    """For reading: a missing local store is a HarnessError, not a new empty one."""
-    uri = tracking_uri or default_tracking_uri(root)
-    if uri.startswith("sqlite:") and not Path(sqlite_path(uri)).is_file():
-        raise HarnessError(f"no runs yet: {sqlite_path(uri)} does not exist")

@@ -27,11 +27,12 @@ from .entries import Registry
 from .errors import HarnessError, RunFailed
 from .interrupts import GUARD
 from .links import run_link
+from .names import TAG
 from .planning import Planned, plan, run_tags
 from .run_inputs import log_dataset_inputs
 from .search_space import Dimension, current_values, parse_search
 from .tracked_run import RunOptions, tracked_fit
-from .tracking import TAG, Store
+from .tracking import Store
 from .tune_storage import fail_stale_trials, open_storage, study_lock, study_name_for
 from .yamlio import yaml_scalar
 

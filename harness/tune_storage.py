@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from . import paths
 from .errors import HarnessError, describe
-from .tracking import process_alive
+from .locks import process_alive
 
 # RDB storages: a worker proves it is alive this often, and a trial silent for the grace
 # period is failed and retried. Environment overrides exist for tests and slow networks.

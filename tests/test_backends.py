@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_cli
 
 PROBE = """
 import os, sys, runpy
@@ -28,7 +28,7 @@ try:
     runpy.run_module("harness", run_name="__main__")
 except SystemExit as exit:
     code = exit.code
-heavy = sorted(m for m in ("tensorflow", "keras", "mlflow", "optuna", "jax") if m in sys.modules)
+heavy = sorted(m for m in ("tensorflow", "keras", "mlflow", "optuna", "jax", "sklearn") if m in sys.modules)
 print("HEAVY:" + ",".join(heavy), file=sys.stderr)
 """
 
@@ -47,6 +47,43 @@ def test_fast_commands_import_no_tensorflow_and_answer_in_under_a_second(project
         timings.append(time.perf_counter() - started)
         assert done.returncode == 0
     assert min(timings) < 1.0, timings
+
+
+def _heavy_modules(args, project) -> list[str]:
+    probe = PROBE.format(args=args)
+    result = subprocess.run([sys.executable, "-c", probe], cwd=project, capture_output=True, text=True)
+    line = [text for text in result.stderr.splitlines() if text.startswith("HEAVY:")]
+    assert line, result.stderr
+    return [m for m in line[-1][len("HEAVY:") :].split(",") if m]
+
+
+@pytest.mark.slow
+def test_commands_that_only_read_the_store_import_no_tensorflow_and_answer_in_under_1_5_s(project):
+    """compare, report, save-best and a run-ablation that finds its run done: no TensorFlow
+    or Keras; no MLflow or scikit-learn either (the store is read directly, the data split is
+    known from the split memo); each under 1.5 s (the best of three)."""
+    tiny = ["--epochs", "1", "--set", "data.subset=240"]
+    tune = ["tune", "baseline", "--trials", "1", "--pruner", "none", *tiny]
+    for setup in (["run-ablation", "baseline", *tiny], tune):
+        done = run_cli(setup, project)
+        assert done.returncode == 0, done.stderr
+    readers = {
+        ("compare", "--subset", "240"): (),
+        ("compare", "--subset", "240", "--format", "csv"): (),
+        ("report", "--subset", "240", "--format", "html", "--out", "report.html"): (),
+        ("run-ablation", "baseline", *tiny): (),
+        ("save-best", "baseline", "baseline_best", *tiny, "--force"): ("optuna",),
+    }
+    for args, allowed in readers.items():
+        assert [m for m in _heavy_modules(list(args), project) if m not in allowed] == [], args
+        timings = []
+        for _ in range(3):
+            started = time.perf_counter()
+            done = run_cli(list(args), project)
+            timings.append(time.perf_counter() - started)
+            assert done.returncode == 0, done.stderr
+        assert min(timings) < 1.5, (args, timings)
+    assert "already done" in run_cli(["run-ablation", "baseline", *tiny], project).stdout
 
 
 JAX_SCRIPT = """

@@ -116,3 +116,42 @@ def test_cifar10_offline_names_the_file_and_the_alternatives(tmp_path, monkeypat
     assert "cifar-10-python.tar.gz" in message
     assert str(tmp_path / "keras" / "datasets") in message
     assert "--dataset digits" in message and "\n" not in message
+
+
+def test_a_split_made_before_is_known_without_loading_and_checked_when_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    made = data.load("digits", 0.25, 300, 2)
+    memos = list((tmp_path / "cache" / "splits").glob("*.json"))
+    assert len(memos) == 1
+    known = data.load("digits", 0.25, 300, 2)
+    assert "splits" not in known.__dict__  # nothing loaded: the facts came from the memo
+    assert (known.fingerprint, known.input_shape, known.input_dtype, known.class_names) == (
+        made.fingerprint,
+        made.input_shape,
+        made.input_dtype,
+        made.class_names,
+    )
+    assert np.array_equal(known.val.x, made.val.x) and np.array_equal(known.train.y, made.train.y)
+    assert data.load("digits", 0.25, 300, 3).fingerprint != made.fingerprint  # another seed, another memo
+    memos[0].write_text(memos[0].read_text().replace(made.fingerprint, "0" * 16))
+    tampered = data.load("digits", 0.25, 300, 2)
+    with pytest.raises(HarnessError, match="data changed"):
+        len(tampered.train)
+    memos[0].write_text("{not json")
+    assert data.load("digits", 0.25, 300, 2).fingerprint == made.fingerprint  # unreadable: made again
+
+
+def test_a_folder_changed_since_its_split_was_memoised_is_loaded_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    _image_tree(tmp_path / "imgs")
+    source = f"folder:{tmp_path / 'imgs'}"
+    first = data.load(source, 0.25, None, 0)
+    (tmp_path / "imgs" / "train" / "dog").rename(tmp_path / "imgs" / "train" / "wolf")
+    renamed = data.load(source, 0.25, None, 0)
+    assert renamed.class_names == ["cat", "wolf"] and "splits" in renamed.__dict__
+    (tmp_path / "imgs" / "train" / "cat" / "000.png").unlink()
+    fewer = data.load(source, 0.25, None, 0)
+    assert fewer.fingerprint != first.fingerprint and sum(fewer.facts.sizes) < sum(first.facts.sizes)
+    (tmp_path / "imgs" / "train" / "cat" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(HarnessError, match="cannot decode"):
+        data.load(source, 0.25, None, 0)
