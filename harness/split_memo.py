@@ -51,9 +51,15 @@ def recall(memo_key: Optional[str]) -> Optional[SplitFacts]:
             class_names=[str(n) for n in raw["class_names"]],
             sizes=(int(raw["sizes"][0]), int(raw["sizes"][1])),
         )
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+    except (OSError, ValueError, KeyError, TypeError, IndexError, OverflowError):
         return None
-    return facts if len(facts.input_shape) == 3 and len(facts.class_names) >= 2 else None
+    plausible = (
+        len(facts.input_shape) == 3
+        and all(n > 0 for n in facts.input_shape)
+        and len(facts.class_names) >= 2
+        and min(facts.sizes) > 0
+    )
+    return facts if plausible else None
 
 
 def remember(memo_key: Optional[str], facts: SplitFacts) -> None:

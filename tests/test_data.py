@@ -137,8 +137,10 @@ def test_a_split_made_before_is_known_without_loading_and_checked_when_loaded(tm
     tampered = data.load("digits", 0.25, 300, 2)
     with pytest.raises(HarnessError, match="data changed"):
         len(tampered.train)
-    memos[0].write_text("{not json")
-    assert data.load("digits", 0.25, 300, 2).fingerprint == made.fingerprint  # unreadable: made again
+    for damaged in ("{not json", memos[0].read_text().replace("[8, 8, 1]", "[1e309, 8, 1]"), "[]"):
+        memos[0].write_text(damaged)
+        again = data.load("digits", 0.25, 300, 2)  # unreadable or absurd: made again
+        assert "splits" in again.__dict__ and again.fingerprint == made.fingerprint
 
 
 def test_a_folder_changed_since_its_split_was_memoised_is_loaded_again(tmp_path, monkeypatch):
