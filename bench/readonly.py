@@ -7,7 +7,8 @@ run already done and `save-best` has a study), then synthetic runs written throu
 harness's own Store with the tags and metrics real runs carry (seed groups of three and
 single runs over the report's history), up to --runs in all. Each command is timed as a
 user meets it, a new process from start to exit (the servers: until they print their
-links), the median of --repeats; each must import no TensorFlow (checked with -X importtime).
+links), the median of --repeats; each lists which slow imports it made (TensorFlow, Keras,
+MLflow, scikit-learn, Optuna: -X importtime).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ HISTORY = [
     "augmentation",
     "final",
 ]
+HEAVY = ("tensorflow", "keras", "mlflow", "sklearn", "optuna")  # the slow imports, looked for in each command
 
 
 def harness(project: Path, *args: str, env=None) -> subprocess.CompletedProcess:
@@ -107,8 +109,8 @@ def synthetic_runs(project: Path, count: int) -> int:
     return made
 
 
-def timed(project: Path, args: list[str], repeats: int) -> tuple[float, bool]:
-    """(median seconds, whether TensorFlow was imported) of a command run `repeats` times."""
+def timed(project: Path, args: list[str], repeats: int) -> tuple[float, list[str]]:
+    """(median seconds, which of HEAVY it imported) of a command run `repeats` times."""
     seconds = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -119,7 +121,9 @@ def timed(project: Path, args: list[str], repeats: int) -> tuple[float, bool]:
     probe = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "harness", *args], cwd=project, capture_output=True, text=True
     )
-    heavy = any(line.rstrip().endswith("| tensorflow") for line in probe.stderr.splitlines())
+    lines = [line for line in probe.stderr.splitlines() if line.startswith("import time:")]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in lines}
+    heavy = [m for m in HEAVY if m in imported]
     return statistics.median(seconds), heavy
 
 
@@ -171,7 +175,7 @@ def main() -> None:
     print(f"store: {made + 4} runs ({made} synthetic, 4 real) in one experiment; median of {args.repeats} runs each\n")
     for label, command in commands.items():
         seconds, heavy = timed(project, command, args.repeats)
-        print(f"{label:30s} {seconds:5.2f} s   TensorFlow imported: {'YES' if heavy else 'no'}", flush=True)
+        print(f"{label:30s} {seconds:5.2f} s   imports: {', '.join(heavy) or 'none of them'}", flush=True)
     for label, command, marker in (
         ("ui (until its links)", ["ui", "--port", "5099"], "Runs tables"),
         ("dashboard (until its link)", ["dashboard", "--port", "8099"], "optuna-dashboard on"),
