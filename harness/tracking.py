@@ -209,6 +209,10 @@ class Store:
             yield
         finally:
             monitor.finish()
+            with contextlib.suppress(Exception):  # the samples of the last, unfinished interval
+                monitor.collect_metrics()  # (a run shorter than one interval would have none)
+                monitor.publish_metrics(monitor.aggregate_metrics())
+                monitor.mlflow_logger.flush()
 
     def _end(self, run_id: str, status: str, reason: Optional[str]) -> None:
         if reason:

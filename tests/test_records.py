@@ -71,16 +71,19 @@ def test_runs_record_their_data_and_source_the_mlflow_way(chain):
     assert test.tags[0].value == "test" and json.loads(test.dataset.profile)["num_rows"] == 360
 
 
+# Longer than the run: its samples are the ones taken at the start and the end, which a run
+# asked for system metrics keeps however short it is.
+LONG_INTERVAL = {"HARNESS_SYSTEM_METRICS_SECONDS": "60"}
+
+
 def test_system_metrics_are_logged_when_asked(chain):
     entry = CHAIN["tiny"].replace("epochs: 3", "epochs: 8").replace("batch_size: 64", "batch_size: 8")
     write_entry(chain, "tiny", entry)
     plain = run_cli(["run-ablation", "tiny"], chain)
-    sampled = run_cli(["run-ablation", "tiny", "--system-metrics"], chain, env={"HARNESS_SYSTEM_METRICS_SECONDS": "1"})
+    sampled = run_cli(["run-ablation", "tiny", "--system-metrics"], chain, env=LONG_INTERVAL)
     assert plain.returncode == 0 and sampled.returncode == 0, sampled.stderr
     assert "already done" in sampled.stdout  # it records the run, it does not change what is trained
-    forced = run_cli(
-        ["run-ablation", "tiny", "--system-metrics", "--force"], chain, env={"HARNESS_SYSTEM_METRICS_SECONDS": "1"}
-    )
+    forced = run_cli(["run-ablation", "tiny", "--system-metrics", "--force"], chain, env=LONG_INTERVAL)
     assert forced.returncode == 0, forced.stderr
     client, found = runs(chain)
     with_system = [r for r in found if any(k.startswith("system/") for k in r.data.metrics)]
