@@ -117,6 +117,7 @@ def waterfall(table, key: str, path: Path) -> Path:
             label="the report's claimed change (CIFAR-10)",
         )
     ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlim(-0.6, len(names) - 0.2)  # one slot per step whatever is drawn (a lone diamond no longer sets the range)
     ax.set_xticks(x, names, rotation=45, ha="right")
     ax.set_ylabel(f"change in {key} vs parent")
     ax.set_title(f"What each step changed in {key}\nmean over seeds, 95% interval; * Welch p < 0.05", fontsize=10)
