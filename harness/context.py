@@ -53,8 +53,12 @@ class Context:
         return open_reader(self.root, self.tracking_uri) or self.store
 
     def reading_store(self):
-        """The store for a command that only reads: a missing local store is an error."""
+        """The store for a command that only reads: a missing local store, or a local file
+        that is not a store the reader knows (MLflow would migrate it: a write), is an error."""
+        from .store_reader import open_reader
         from .store_uri import require_store
 
         require_store(self.root, self.tracking_uri)
+        if "reader" not in self.__dict__:
+            self.__dict__["reader"] = open_reader(self.root, self.tracking_uri, strict=True) or self.store
         return self.reader

@@ -57,17 +57,21 @@ class Dataset:
     use of `train` or `val`, and must match the fingerprint."""
 
     def __init__(self, source: str, facts: SplitFacts, splits: Optional[tuple[Split, Split]] = None, loader=None):
+        """loader: () -> (train, val, class names), called on first use; forget: drops the
+        memo these facts came from, when the loaded data contradicts them."""
         self.source, self.facts, self._loader = source, facts, loader
+        self.forget = lambda: None
         if splits is not None:
             self.__dict__["splits"] = splits
 
     @cached_property
     def splits(self) -> tuple[Split, Split]:
-        train, val, _ = self._loader()
-        if fingerprint_arrays(train, val) != self.facts.fingerprint:
+        train, val, class_names = self._loader()
+        if facts_of(train, val, class_names) != self.facts:
+            self.forget()
             raise HarnessError(
-                f"{self.source}: the data changed behind an unchanged listing (same names, sizes and times); "
-                "delete the harness cache (split memo) and run again"
+                f"{self.source}: the data differs from the split memo's record of it (same listing, other "
+                "content, or a damaged memo); the memo is dropped: run the command again"
             )
         return train, val
 
@@ -111,13 +115,20 @@ def load(source: str, val_fraction: float = 0.1, subset: Optional[int] = None, s
     loader = lambda: _split(source, val_fraction, subset, seed)  # noqa: E731
     facts = split_memo.recall(memo_key)
     if facts is not None:
-        return Dataset(source, facts, loader=loader)
+        dataset = Dataset(source, facts, loader=loader)
+        dataset.forget = lambda: split_memo.forget(memo_key)
+        return dataset
     train, val, class_names = loader()
-    sizes = (len(train), len(val))
-    shape, dtype = tuple(train.x.shape[1:]), str(train.x.dtype)
-    facts = SplitFacts(fingerprint_arrays(train, val), shape, dtype, class_names, sizes)  # type: ignore[arg-type]
+    facts = facts_of(train, val, class_names)
     split_memo.remember(memo_key, facts)
     return Dataset(source, facts, splits=(train, val))
+
+
+def facts_of(train: Split, val: Split, class_names: list[str]) -> SplitFacts:
+    """The facts of a split, from its arrays."""
+    shape = tuple(int(n) for n in train.x.shape[1:])
+    sizes = (len(train), len(val))
+    return SplitFacts(fingerprint_arrays(train, val), shape, str(train.x.dtype), list(class_names), sizes)  # type: ignore[arg-type]
 
 
 def _split(source: str, val_fraction: float, subset: Optional[int], seed: int) -> tuple[Split, Split, list[str]]:

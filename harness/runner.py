@@ -180,6 +180,8 @@ def _run_group(ctx: Context, registry: Registry, planned: Planned, seeds: list[i
             ctx.echo(f"{r.name}: seeds {seeds} already done in group run {done.info.run_id}; --force runs them again")
             ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, done.info.run_id)}")
             return Outcome(done.info.run_id, experiment_id, "FINISHED", skipped=True, metrics=dict(done.data.metrics))
+    for seeded in per_seed:
+        seeded.data.splits  # noqa: B018 - the data, checked against the split memo before the group run exists
     title = f"{r.name} {label}" if label else r.name
     with store.run(experiment_id, f"{title} x{len(seeds)} seeds", tags) as group:
         store.log(group.info.run_id, params={k: v for k, v in r.flat().items() if k != "training.seed"})

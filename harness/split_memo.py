@@ -42,8 +42,11 @@ def recall(memo_key: Optional[str]) -> Optional[SplitFacts]:
     """The facts remembered under this key, or None (not memoised, absent or unreadable)."""
     if memo_key is None:
         return None
+    path = _path(memo_key)
     try:
-        raw = json.loads(_path(memo_key).read_text())
+        if not path.is_file():  # absent, or a FIFO or device that would block or never end
+            return None
+        raw = json.loads(path.read_text())
         facts = SplitFacts(
             fingerprint=str(raw["fingerprint"]),
             input_shape=tuple(int(n) for n in raw["input_shape"]),  # type: ignore[arg-type]
@@ -86,6 +89,13 @@ def remember(memo_key: Optional[str], facts: SplitFacts) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(partial)
+
+
+def forget(memo_key: Optional[str]) -> None:
+    """Drop the record under this key (it contradicted the data it describes)."""
+    if memo_key is not None:
+        with contextlib.suppress(OSError):
+            _path(memo_key).unlink()
 
 
 def _path(memo_key: str) -> Path:

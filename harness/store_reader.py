@@ -12,6 +12,7 @@ MLflow itself. The file is opened read-only: reading never writes to the store.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sqlite3
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .errors import HarnessError
 from .store_uri import default_tracking_uri, sqlite_path
 
 # The columns read, per table: a store without them is read through MLflow instead.
@@ -42,6 +44,7 @@ COLUMNS = {
     "latest_metrics": {"key", "value", "timestamp", "step", "is_nan", "run_uuid"},
     "metrics": {"key", "value", "timestamp", "step", "is_nan", "run_uuid"},
 }
+READ_WAIT_SECONDS = 15  # a writer holding the whole file longer than this is stuck, not busy
 CHUNK = 500  # run ids per IN (...) query: under SQLite's limit on bound variables
 # The filters the harness writes: status (= or !=) and tag equality, joined by "and".
 CLAUSE = re.compile(
@@ -93,23 +96,58 @@ class MetricPoint:
     step: int
 
 
-def open_reader(root: Path, tracking_uri: Optional[str]) -> Optional[StoreReader]:
+def open_reader(root: Path, tracking_uri: Optional[str], strict: bool = False) -> Optional[StoreReader]:
     """A reader of the project's SQLite store, or None where MLflow must read it (not SQLite,
-    no such file, a schema without the expected columns, a file SQLite cannot open)."""
+    no such file). A file that is not an MLflow store this reader knows, or that SQLite cannot
+    read, is None too, or with `strict` (the commands that only read: MLflow would migrate it,
+    a write) a HarnessError naming the file."""
     uri = tracking_uri or default_tracking_uri(root)
     path = sqlite_path(uri)
     if not path or not Path(path).is_file():
         return None
     try:
-        connection = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=60)
-        for table, wanted in COLUMNS.items():
-            present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
-            if not wanted <= present:
-                connection.close()
-                return None
-    except sqlite3.Error:
-        return None
-    return StoreReader(Path(root), uri, connection)
+        connection = _connect(Path(path))
+        problem = _unknown_schema(connection)
+    except sqlite3.Error as exc:
+        connection, problem = None, str(exc)
+    if problem is None:
+        return StoreReader(Path(root), uri, connection)
+    if connection is not None:
+        connection.close()
+    if strict:
+        raise HarnessError(f"tracking store {path}: {problem}")
+    return None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Read-only. In a folder this process cannot write, SQLite cannot make the shared-memory
+    file a WAL store needs, so the file is read as immutable (nothing here can change it)."""
+    location = path.resolve().as_uri()
+    connection = sqlite3.connect(f"{location}?mode=ro", uri=True, timeout=READ_WAIT_SECONDS)
+    try:
+        connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return connection
+    except sqlite3.OperationalError:
+        connection.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+    return sqlite3.connect(f"{location}?mode=ro&immutable=1", uri=True, timeout=READ_WAIT_SECONDS)
+
+
+def _unknown_schema(connection: sqlite3.Connection) -> Optional[str]:
+    """Why this is not an MLflow store the reader knows, or None."""
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return "empty, no runs yet"
+    for table, wanted in COLUMNS.items():
+        present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        if not wanted <= present:
+            missing = ", ".join(sorted(wanted - present))
+            return (
+                f"not an MLflow store this harness reads (table {table} lacks {missing}); "
+                "a store of another MLflow version is upgraded with `mlflow db upgrade`"
+            )
+    return None
 
 
 class StoreReader:
@@ -119,14 +157,21 @@ class StoreReader:
     local = True
 
     def __init__(self, root: Path, uri: str, connection: sqlite3.Connection):
-        self.root, self.uri, self.connection = root, uri, connection
+        self.root, self.uri, self._connection = root, uri, connection
         self.client = self
+
+    def _rows(self, query: str, values=()) -> list[tuple]:
+        """All rows of a query; a store SQLite cannot read (damaged, locked) is a HarnessError."""
+        try:
+            return self._connection.execute(query, values).fetchall()
+        except sqlite3.Error as exc:
+            raise HarnessError(f"tracking store {sqlite_path(self.uri)}: {exc}") from None
 
     # ----------------------------------------------------------------- experiments
 
     def experiments(self) -> list[Experiment]:
         """The active experiments, newest first, as MLflow's search_experiments lists them."""
-        rows = self.connection.execute(
+        rows = self._rows(
             "SELECT experiment_id, name, lifecycle_stage, artifact_location FROM experiments "
             "WHERE lifecycle_stage = 'active' ORDER BY creation_time DESC, experiment_id"
         )
@@ -136,8 +181,8 @@ class StoreReader:
         """The id of experiment `name` (deleted ones too), or None; a reader never creates one."""
         if create:
             raise ValueError("a StoreReader cannot create experiments")
-        row = self.connection.execute("SELECT experiment_id FROM experiments WHERE name = ?", (name,)).fetchone()
-        return None if row is None else str(row[0])
+        rows = self._rows("SELECT experiment_id FROM experiments WHERE name = ?", (name,))
+        return str(rows[0][0]) if rows else None
 
     # ----------------------------------------------------------------- runs
 
@@ -160,7 +205,7 @@ class StoreReader:
             "SELECT run_uuid, name, status, start_time, end_time, experiment_id, artifact_uri FROM runs "
             f"WHERE {' AND '.join(where)} ORDER BY start_time DESC, run_uuid LIMIT ?"
         )
-        rows = self.connection.execute(query, [*values, int(max_results)]).fetchall()
+        rows = self._rows(query, [*values, int(max_results)])
         return self._complete(rows)
 
     def find_finished(self, experiment_id: str, tags: dict[str, str], kinds: tuple[str, ...] = ()) -> Optional[Run]:
@@ -172,18 +217,18 @@ class StoreReader:
 
     def get_run(self, run_id: str) -> Run:
         """One run by id (deleted ones too, as MlflowClient.get_run); KeyError if there is none."""
-        rows = self.connection.execute(
+        rows = self._rows(
             "SELECT run_uuid, name, status, start_time, end_time, experiment_id, artifact_uri FROM runs "
             "WHERE run_uuid = ?",
             (run_id,),
-        ).fetchall()
+        )
         if not rows:
             raise KeyError(f"run {run_id} not found")
         return self._complete(rows)[0]
 
     def get_metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
         """Every logged value of one metric, by step (as MLflow orders them)."""
-        rows = self.connection.execute(
+        rows = self._rows(
             "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = ? AND key = ? "
             "ORDER BY step, timestamp, value",
             (run_id, key),
@@ -209,7 +254,7 @@ class StoreReader:
         return str(target)
 
     def close(self) -> None:
-        self.connection.close()
+        self._connection.close()
 
     # ----------------------------------------------------------------- internals
 
@@ -221,15 +266,15 @@ class StoreReader:
         }
         for chunk in _chunks(list(runs)):
             marks = ",".join("?" * len(chunk))
-            for run_id, key, value in self.connection.execute(
+            for run_id, key, value in self._rows(
                 f"SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({marks})", chunk
             ):
                 runs[run_id].data.tags[key] = value
-            for run_id, key, value in self.connection.execute(
+            for run_id, key, value in self._rows(
                 f"SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({marks})", chunk
             ):
                 runs[run_id].data.params[key] = value
-            for run_id, key, value, nan in self.connection.execute(
+            for run_id, key, value, nan in self._rows(
                 f"SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE run_uuid IN ({marks})", chunk
             ):
                 runs[run_id].data.metrics[key] = _value(value, nan)

@@ -3,6 +3,8 @@ run-ablation never sees, image folders decoded once, CIFAR-10 offline."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -133,14 +135,25 @@ def test_a_split_made_before_is_known_without_loading_and_checked_when_loaded(tm
     )
     assert np.array_equal(known.val.x, made.val.x) and np.array_equal(known.train.y, made.train.y)
     assert data.load("digits", 0.25, 300, 3).fingerprint != made.fingerprint  # another seed, another memo
-    memos[0].write_text(memos[0].read_text().replace(made.fingerprint, "0" * 16))
-    tampered = data.load("digits", 0.25, 300, 2)
-    with pytest.raises(HarnessError, match="data changed"):
-        len(tampered.train)
-    for damaged in ("{not json", memos[0].read_text().replace("[8, 8, 1]", "[1e309, 8, 1]"), "[]"):
+    record = memos[0].read_text()
+    for lie in (
+        record.replace(made.fingerprint, "0" * 16),
+        record.replace('"9"]', '"9", "10", "11"]'),  # more classes than the data has
+        record.replace('"float32"', '"uint8"'),
+    ):
+        memos[0].write_text(lie)
+        tampered = data.load("digits", 0.25, 300, 2)
+        with pytest.raises(HarnessError, match="differs from the split memo"):
+            len(tampered.train)
+        assert not memos[0].exists()  # dropped: the next command makes the split again
+        assert "splits" in data.load("digits", 0.25, 300, 2).__dict__ and memos[0].read_text() == record
+    for damaged in ("{not json", record.replace("[8, 8, 1]", "[1e309, 8, 1]"), "[]"):
         memos[0].write_text(damaged)
         again = data.load("digits", 0.25, 300, 2)  # unreadable or absurd: made again
         assert "splits" in again.__dict__ and again.fingerprint == made.fingerprint
+    memos[0].unlink()
+    os.mkfifo(memos[0])  # opening it to read would wait for a writer forever
+    assert "splits" in data.load("digits", 0.25, 300, 2).__dict__
 
 
 def test_a_folder_changed_since_its_split_was_memoised_is_loaded_again(tmp_path, monkeypatch):

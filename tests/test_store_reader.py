@@ -133,3 +133,34 @@ def test_reading_writes_nothing_and_unknown_stores_are_left_to_mlflow(written, p
     assert open_reader(project, f"sqlite:///{other}") is None
     (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
     assert open_reader(project, f"sqlite:///{tmp_path / 'junk.db'}") is None
+
+
+def test_commands_that_only_read_never_turn_a_foreign_or_empty_file_into_a_store(project, harness_cli):
+    database = project / "mlruns" / "mlflow.db"
+    database.parent.mkdir()
+    database.write_bytes(b"")
+    for args in (["compare"], ["report"], ["select"]):
+        result = harness_cli(args, project)
+        assert result.returncode == 2 and "empty, no runs yet" in result.stderr, result.stderr
+        assert database.read_bytes() == b"" and not database.with_name("mlflow.db-wal").exists()
+    database.unlink()
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE foo (x INTEGER)")
+    before = database.read_bytes()
+    result = harness_cli(["compare"], project)
+    assert result.returncode == 2 and "not an MLflow store" in result.stderr and str(database) in result.stderr
+    assert database.read_bytes() == before
+
+
+def test_a_damaged_store_is_one_line_naming_the_file(written, project, harness_cli):
+    database = project / "mlruns" / "mlflow.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        (tags_page,) = connection.execute("SELECT rootpage FROM sqlite_master WHERE name = 'tags'").fetchone()
+    with open(database, "r+b") as out:
+        out.seek((tags_page - 1) * page_size)
+        out.write(b"\xff" * page_size)
+    result = harness_cli(["compare", "--dataset", "digits"], project)
+    assert result.returncode in (1, 2) and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert str(database) in result.stderr and "Traceback" not in result.stderr
