@@ -76,6 +76,31 @@ def harness_cli(monkeypatch, capsys):
     return call
 
 
+def start_cli(args, cwd, stderr=subprocess.STDOUT) -> subprocess.Popen:
+    """`harness ARGS` started in the background, its lines readable as they are printed
+    (stdout, and stderr unless given apart), Ctrl-C deliverable (interruptible)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # see each line as it is printed
+        preexec_fn=interruptible,
+    )
+
+
+def store_runs(project: Path, experiment: str):
+    """(MlflowClient, every run of `experiment` in the project's store; [] if there is none)."""
+    from mlflow import MlflowClient
+
+    from harness.store_uri import default_tracking_uri
+
+    client = MlflowClient(default_tracking_uri(project))
+    found = client.get_experiment_by_name(experiment)
+    return client, (client.search_runs([found.experiment_id]) if found else [])
+
+
 def interruptible() -> None:
     """preexec_fn for a child a test will Ctrl-C: a shell that runs the suite in the background
     (job control off) starts it with SIGINT ignored, and Python keeps an inherited SIG_IGN."""

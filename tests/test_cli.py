@@ -3,17 +3,15 @@ and nothing written to the store, and Ctrl-C ending a run KILLED with status 130
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 from mlflow import MlflowClient
 
 from harness.tracking import default_tracking_uri
-from tests.conftest import interruptible, run_cli, write_entry
+from tests.conftest import run_cli, start_cli, write_entry
 
 
 def assert_one_line_error(result, *fragments):
@@ -132,15 +130,7 @@ def test_offline_imagenet_weights_are_a_clear_error_before_any_run(project, tmp_
 
 @pytest.mark.slow
 def test_ctrl_c_ends_the_run_killed_with_status_130(project):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run-ablation", "extra_blocks", "--epochs", "50"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        preexec_fn=interruptible,
-    )
+    process = start_cli(["run-ablation", "extra_blocks", "--epochs", "50"], project, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     for line in process.stdout:
         if line.startswith("Epoch 2/") or time.time() > deadline:

@@ -3,20 +3,15 @@ workers, two writers on one store."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import optuna
 import pytest
-from mlflow import MlflowClient
 
 from harness import best_entry
-from harness.tracking import default_tracking_uri
-from tests.conftest import interruptible, run_cli, write_entry
+from tests.conftest import run_cli, start_cli, store_runs, write_entry
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
@@ -32,15 +27,7 @@ search:
 
 
 def start(project, *args):
-    return subprocess.Popen(
-        [sys.executable, "-m", "harness", *args],
-        cwd=project,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # see each epoch line as it is printed
-        preexec_fn=interruptible,
-    )
+    return start_cli(args, project)
 
 
 def wait_for(process, marker, seconds=180):
@@ -56,8 +43,7 @@ def wait_for(process, marker, seconds=180):
 
 
 def runs_of(project, experiment="digits"):
-    client = MlflowClient(default_tracking_uri(project))
-    return client, client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    return store_runs(project, experiment)
 
 
 def test_kill_9_then_rerun_resumes_with_every_epoch_logged_once(project):

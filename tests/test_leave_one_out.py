@@ -6,17 +6,12 @@ command again finishes the rest."""
 from __future__ import annotations
 
 import io
-import os
 import signal
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 
-from harness.tracking import default_tracking_uri
-from tests.conftest import interruptible, run_cli, write_entry
+from tests.conftest import run_cli, start_cli, store_runs, write_entry
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
@@ -39,9 +34,7 @@ def chain(project):
 
 
 def runs_of(project):
-    client = MlflowClient(default_tracking_uri(project))
-    experiment = client.get_experiment_by_name("digits (subset 300)")
-    return client, client.search_runs([experiment.experiment_id])
+    return store_runs(project, "digits (subset 300)")
 
 
 def test_a_variant_that_cannot_be_built_is_a_row_with_its_reason(chain, tmp_path):
@@ -73,16 +66,8 @@ def test_a_variant_that_cannot_be_built_is_a_row_with_its_reason(chain, tmp_path
 
 
 def test_ctrl_c_prints_what_finished_and_the_same_command_finishes_the_rest(chain):
-    command = [sys.executable, "-m", "harness", "ablate", "geo_deep", "--leave-one-out", "--epochs", "40"]
-    process = subprocess.Popen(
-        command,
-        cwd=chain,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        preexec_fn=interruptible,
-    )
+    command = ["ablate", "geo_deep", "--leave-one-out", "--epochs", "40"]
+    process = start_cli(command, chain)
     seen = []
     for line in process.stdout:
         seen.append(line)
@@ -99,6 +84,6 @@ def test_ctrl_c_prints_what_finished_and_the_same_command_finishes_the_rest(chai
     _, runs = runs_of(chain)
     assert "RUNNING" not in {r.info.status for r in runs}
     assert [r.info.status for r in runs if r.data.tags.get("harness.variant") == "without geo_deep"] == ["KILLED"]
-    again = run_cli(["ablate", "geo_deep", "--leave-one-out", "--epochs", "40"], chain)
+    again = run_cli(command, chain)  # the same command
     assert again.returncode == 0, again.stdout + again.stderr
     assert "geo_deep: already done" in again.stdout and "resuming geo_deep" in again.stdout

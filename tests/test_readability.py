@@ -4,11 +4,9 @@ runs, tune says where it is, the web UIs start and stop cleanly, `list` fits a t
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import optuna
@@ -17,7 +15,7 @@ from mlflow import MlflowClient
 
 from harness import best_entry
 from harness.tracking import default_tracking_uri
-from tests.conftest import interruptible, run_cli, write_entry
+from tests.conftest import run_cli, start_cli, write_entry
 from tests.test_tune import TUNABLE
 
 SUBSET = ["--set", "data.subset=300"]
@@ -179,15 +177,7 @@ def test_a_busy_port_is_one_line_before_any_link(project, verb):
 def test_stopping_harness_ui_stops_its_server(project, sig, code):
     assert run_cli(["run-ablation", "same_padding", "--epochs", "1", *SUBSET], project).returncode == 0
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "harness", "ui", "--port", str(port)],
-        cwd=project,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        preexec_fn=interruptible,
-    )
+    process = start_cli(["ui", "--port", str(port)], project, stderr=subprocess.PIPE)
     lines = []
     for line in process.stdout:
         lines.append(line)

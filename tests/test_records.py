@@ -12,11 +12,9 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 from scipy import stats
 
-from harness.tracking import default_tracking_uri
-from tests.conftest import run_cli, write_entry
+from tests.conftest import run_cli, store_runs, write_entry
 from tests.test_compare import CHAIN
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
@@ -33,9 +31,7 @@ def chain(project):
 
 
 def runs(project):
-    client = MlflowClient(default_tracking_uri(project))
-    experiment = client.get_experiment_by_name("digits (subset 300)")
-    return client, client.search_runs([experiment.experiment_id])
+    return store_runs(project, "digits (subset 300)")
 
 
 def welch_interval(a, b):

@@ -11,10 +11,8 @@ import sys
 import keras
 import numpy as np
 import pytest
-from mlflow import MlflowClient
 
-from harness.tracking import default_tracking_uri
-from tests.conftest import run_cli, write_entry
+from tests.conftest import run_cli, store_runs, write_entry
 from tests.test_tune import TUNABLE
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
@@ -23,9 +21,7 @@ TINY = ["--epochs", "1", "--set", "data.subset=200"]
 
 
 def runs(project, experiment="digits (subset 200)"):
-    client = MlflowClient(default_tracking_uri(project))
-    found = client.get_experiment_by_name(experiment)
-    return client, (client.search_runs([found.experiment_id]) if found else [])
+    return store_runs(project, experiment)
 
 
 def test_two_identical_run_ablations_started_together_train_once(project):
