@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import DEFAULT_DATA, data_overrides, machine, scratch_project  # noqa: E402
-from harness.quiet import load_keras  # noqa: E402
+from harness.training.quiet import load_keras  # noqa: E402
 
 
 def plain_keras_final(input_shape, classes, bn_momentum):
@@ -83,12 +83,13 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args()
     load_keras()
-    from harness import runner, train
     from harness.context import Context
-    from harness.device import resolve_precision
-    from harness.entries import Registry
-    from harness.planning import plan
-    from harness.stats import summarize, welch_p
+    from harness.entries.registry import Registry
+    from harness.results.stats import summarize, welch_p
+    from harness.runs import runner
+    from harness.runs.planning import plan
+    from harness.training import train
+    from harness.training.device import resolve_precision
 
     seeds = [int(s) for s in args.seeds.split(",")]
     project = scratch_project()

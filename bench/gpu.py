@@ -52,8 +52,8 @@ def plain_keras(data_dir: str, subset_args: list[str], epochs: int, precision: s
     import keras
     import numpy as np
 
-    from harness import data
-    from harness.entries import Registry
+    from harness.data import sources as data
+    from harness.entries.registry import Registry
 
     spec = Registry(REPO).resolve("final", [f"data.source=folder:{data_dir}", *subset_args]).spec
     d = spec.data
@@ -107,7 +107,7 @@ def harness_epochs(project: Path) -> dict:
     """Per-epoch images/s, epochs run, best validation accuracy of the harness's final run."""
     from mlflow import MlflowClient
 
-    from harness.tracking import default_tracking_uri
+    from harness.tracking.store import default_tracking_uri
 
     client = MlflowClient(default_tracking_uri(project))
     experiment = next(e for e in client.search_experiments() if e.name != "Default")

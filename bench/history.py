@@ -64,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
     print(f"machine: {machine()}")
-    from harness.entries import Registry
+    from harness.entries.registry import Registry
 
     steps = len(Registry(Path(__file__).resolve().parents[1]).history(args.until))
     print(

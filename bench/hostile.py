@@ -244,7 +244,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    from harness.schema_help import schema_keys
+    from harness.entries.schema_help import schema_keys
 
     project = scratch_project()
     battery = Battery(project)

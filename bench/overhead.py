@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import DEFAULT_DATA, data_label, data_overrides, machine, median, scratch_project  # noqa: E402
-from harness.quiet import load_keras  # noqa: E402
+from harness.training.quiet import load_keras  # noqa: E402
 
 
 def main() -> None:
@@ -41,10 +41,13 @@ def main() -> None:
     parser.add_argument("--system-metrics", action="store_true", help="compare harness with and without sampling")
     args = parser.parse_args()
     load_keras()
-    from harness import data, runner, train
     from harness.context import Context
-    from harness.entries import Registry
-    from harness.planning import plan
+    from harness.data import pipeline
+    from harness.data import sources as data
+    from harness.entries.registry import Registry
+    from harness.runs import runner
+    from harness.runs.planning import plan
+    from harness.training import train
 
     project = scratch_project()
     overrides = [*data_overrides(args.data, args.subset), f"training.epochs={args.epochs}"]
@@ -57,8 +60,8 @@ def main() -> None:
         dataset = data.load(d.source, d.val_fraction, d.subset, d.seed)
         model = train.build(spec, dataset)
         t = spec.training
-        train_data, steps = data.training_batches(dataset.train, dataset.num_classes, t)
-        val_data = data.evaluation_batches(dataset.val, dataset.num_classes, t.batch_size, t.pipeline)
+        train_data, steps = pipeline.training_batches(dataset.train, dataset.num_classes, t)
+        val_data = pipeline.evaluation_batches(dataset.val, dataset.num_classes, t.batch_size, t.pipeline)
         fit_started = time.perf_counter()
         model.fit(
             train_data,

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import DEFAULT_DATA, data_overrides, machine, scratch_project  # noqa: E402
-from harness.quiet import load_keras  # noqa: E402
+from harness.training.quiet import load_keras  # noqa: E402
 
 
 def main() -> None:
@@ -29,8 +29,8 @@ def main() -> None:
     load_keras()
     import optuna
 
-    from harness import tune
     from harness.context import Context
+    from harness.tuning import tune
 
     overrides = [*data_overrides(args.data, args.subset), f"training.epochs={args.epochs}"]
     rows = []

@@ -44,11 +44,11 @@ def harness(project: Path, *args: str, env=None) -> subprocess.CompletedProcess:
 
 def synthetic_runs(project: Path, count: int) -> int:
     """Runs as the harness writes them, without training: groups of three seeds and singles."""
-    from harness import settings
-    from harness.entries import Registry
-    from harness.names import TAG
-    from harness.planning import step_label
-    from harness.tracking import Store
+    from harness.entries import settings
+    from harness.entries.registry import Registry
+    from harness.runs.planning import step_label
+    from harness.tracking.names import Tag
+    from harness.tracking.store import Store
 
     store = Store(project)
     experiment_id = store.experiment_id("digits (subset 300)")
@@ -58,11 +58,11 @@ def synthetic_runs(project: Path, count: int) -> int:
         for name in history:
             resolved = registry.resolve(name, ["data.subset=300", "training.epochs=1"])
             tags = {
-                f"{TAG}entry": name,
-                f"{TAG}step": step_label(resolved),
-                f"{TAG}settings": "training.epochs=1",
-                f"{TAG}settings_fingerprint": settings.fingerprint(["training.epochs=1"]),
-                f"{TAG}spec_fingerprint": resolved.fingerprint(),
+                Tag.ENTRY: name,
+                Tag.STEP: step_label(resolved),
+                Tag.SETTINGS: "training.epochs=1",
+                Tag.SETTINGS_FINGERPRINT: settings.fingerprint(["training.epochs=1"]),
+                Tag.SPEC_FINGERPRINT: resolved.fingerprint(),
             }
             metrics = lambda: {
                 "best_val_accuracy": rng.uniform(0.1, 0.9),
@@ -73,19 +73,19 @@ def synthetic_runs(project: Path, count: int) -> int:
                 "param_count": 10_000,
             }
             group = store.client.create_run(
-                experiment_id, run_name=f"{name} x3 seeds", tags={**tags, f"{TAG}kind": "group", f"{TAG}seeds": "0,1,2"}
+                experiment_id, run_name=f"{name} x3 seeds", tags={**tags, Tag.KIND: "group", Tag.SEEDS: "0,1,2"}
             )
             members = []
             for seed in range(3):
                 child = store.client.create_run(
                     experiment_id,
                     run_name=f"{name} seed {seed}",
-                    tags={**tags, f"{TAG}kind": "seed", "mlflow.parentRunId": group.info.run_id},
+                    tags={**tags, Tag.KIND: "seed", "mlflow.parentRunId": group.info.run_id},
                 )
                 store.log(child.info.run_id, params=resolved.flat(), metrics=metrics())
                 store.client.set_terminated(child.info.run_id, "FINISHED")
                 members.append(child.info.run_id)
-            store.log(group.info.run_id, metrics=metrics(), tags={f"{TAG}members": ",".join(members)})
+            store.log(group.info.run_id, metrics=metrics(), tags={Tag.MEMBERS: ",".join(members)})
             store.client.set_terminated(group.info.run_id, "FINISHED")
             made += 4
             if made >= count:

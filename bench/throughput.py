@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import DEFAULT_DATA, data_label, data_overrides, machine, scratch_project  # noqa: E402
-from harness.quiet import load_keras  # noqa: E402
+from harness.training.quiet import load_keras  # noqa: E402
 
 
 def main() -> None:
@@ -29,9 +29,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
     load_keras()
-    from harness import train
-    from harness.entries import Registry
-    from harness.planning import plan
+    from harness.entries.registry import Registry
+    from harness.runs.planning import plan
+    from harness.training import train
 
     project = scratch_project()
     base = [*data_overrides(args.data, args.subset), f"training.epochs={args.epochs}", "training.early_stopping=null"]

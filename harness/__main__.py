@@ -1,3 +1,3 @@
-from .entry import main
+from harness.cli.entry import main
 
 main()

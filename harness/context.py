@@ -25,7 +25,7 @@ class Context:
 
     @cached_property
     def store(self):
-        from .tracking import Store
+        from harness.tracking.store import Store
 
         return Store(self.root, self.tracking_uri)
 
@@ -40,7 +40,7 @@ class Context:
     @cached_property
     def store_uri(self) -> str:
         """The tracking URI, without opening the store."""
-        from .store_uri import default_tracking_uri
+        from harness.tracking.uri import default_tracking_uri
 
         return self.tracking_uri or default_tracking_uri(self.root)
 
@@ -48,15 +48,15 @@ class Context:
     def reader(self):
         """The store for reading: a local SQLite file read directly (store_reader: no MLflow
         import), else the MLflow store. An absent local store is left absent."""
-        from .store_reader import open_reader
+        from harness.tracking.reader import open_reader
 
         return open_reader(self.root, self.tracking_uri) or self.store
 
     def reading_store(self):
         """The store for a command that only reads: a missing local store, or a local file
         that is not a store the reader knows (MLflow would migrate it: a write), is an error."""
-        from .store_reader import open_reader
-        from .store_uri import require_store
+        from harness.tracking.reader import open_reader
+        from harness.tracking.uri import require_store
 
         require_store(self.root, self.tracking_uri)
         if "reader" not in self.__dict__:

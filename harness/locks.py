@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Optional
 
-from .interrupts import GUARD
+from harness.interrupts import GUARD
 
 POLL_SECONDS = 0.2  # how often a waiting process retries (and looks for Ctrl-C)
 

@@ -1,8 +1,10 @@
-"""Every path of a project: the store, artifacts, backups, reports, studies and locks.
+"""Every path of a project (the store, artifacts, backups, reports, studies and locks) and
+the caches outside it (decoded image folders, Keras's downloads).
 Light enough for the fast commands to import."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -63,3 +65,14 @@ def slug(text: str, limit: int = 80, keep: str = "-_.", fill: str = "_") -> str:
 def metric_slug(label: str) -> str:
     """A class or row label as part of a metric name: val_f1_<slug>, e.g. 'Macro Avg' -> macro_avg."""
     return slug(str(label).lower(), 200, keep="", fill="_")
+
+
+def keras_home() -> Path:
+    """Keras's own cache ($KERAS_HOME or ~/.keras): downloaded datasets and weights."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
+
+
+def cache_dir() -> Path:
+    """Where decoded image folders are kept: $HARNESS_CACHE or ~/.cache/harness."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "harness"
+    return Path(os.environ.get("HARNESS_CACHE", default)).expanduser()

@@ -64,7 +64,7 @@ def harness_cli(monkeypatch, capsys):
     process exit): the same parsing, checks and messages, without a new interpreter, for
     the many tables of bad input. Tests of what only a process shows (signals, imports,
     exit statuses as a shell sees them) use run_cli."""
-    from harness.cli import run
+    from harness.cli.main import run
 
     def call(args, project) -> subprocess.CompletedProcess:
         monkeypatch.setenv("HARNESS_ROOT", str(project))
@@ -94,7 +94,7 @@ def store_runs(project: Path, experiment: str):
     """(MlflowClient, every run of `experiment` in the project's store; [] if there is none)."""
     from mlflow import MlflowClient
 
-    from harness.store_uri import default_tracking_uri
+    from harness.tracking.uri import default_tracking_uri
 
     client = MlflowClient(default_tracking_uri(project))
     found = client.get_experiment_by_name(experiment)

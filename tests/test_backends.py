@@ -99,8 +99,9 @@ class NoTensorFlow:  # a machine with JAX and no TensorFlow
 sys.meta_path.insert(0, NoTensorFlow())
 import keras
 assert keras.backend.backend() == "jax", keras.backend.backend()
-from harness import data, train
-from harness.entries import Registry
+from harness.data import sources as data
+from harness.training import train
+from harness.entries.registry import Registry
 spec = Registry({root!r}).resolve("final", ["data.subset=240", "training.epochs=2"]).spec
 dataset = data.load("digits", 0.25, 240, 0)
 model = train.build(spec, dataset)
@@ -130,7 +131,7 @@ def test_the_final_entry_trains_on_the_jax_backend_without_tensorflow():
 
 
 def test_auto_precision_follows_the_device():
-    from harness.device import auto_precision
+    from harness.training.device import auto_precision
 
     assert auto_precision("gpu", "tensorflow", frozenset()) == "mixed_float16"  # capability unknown
     assert auto_precision("gpu", "jax", frozenset({"amx_bf16"}), 7.5) == "mixed_float16"  # a T4: no bfloat16 cores
@@ -146,8 +147,9 @@ def test_mixed_precision_keeps_the_output_layer_in_float32(precision):
     import keras
     import numpy as np
 
-    from harness import data, train
-    from harness.entries import Registry
+    from harness.data import sources as data
+    from harness.entries.registry import Registry
+    from harness.training import train
 
     spec = Registry(REPO).resolve("final", [f"training.precision={precision}", "data.subset=200"]).spec
     dataset = data.load("digits", 0.25, 200, 0)

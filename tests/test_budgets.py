@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from harness import settings
-from harness.compare import Scope, compare_table
-from harness.selection import select
-from harness.tracking import default_tracking_uri
+from harness.entries import settings
+from harness.results.compare import Scope, compare_table
+from harness.runs.final import select
+from harness.tracking.store import default_tracking_uri
 from tests.conftest import REPO, quiet, run_cli, write_entry
 from tests.test_compare import CHAIN
 

@@ -14,13 +14,13 @@ import pytest
 from mlflow import MlflowClient
 from scipy.stats import t, ttest_ind
 
-from harness import runner
-from harness.compare import Scope, compare_table, render
-from harness.entries import Registry
-from harness.leave_one_out import leave_one_out
-from harness.report import build_report
-from harness.selection import select
-from harness.tracking import Store, default_tracking_uri
+from harness.entries.registry import Registry
+from harness.results.compare import Scope, compare_table, render
+from harness.results.report import build_report
+from harness.runs import runner
+from harness.runs.final import select
+from harness.study.leave_one_out import leave_one_out
+from harness.tracking.store import Store, default_tracking_uri
 from tests.conftest import REPO, quiet, run_cli, write_entry
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only

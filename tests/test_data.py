@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness import data
+from harness.data import sources as data
 from harness.errors import HarnessError
 
 
@@ -126,7 +126,7 @@ def test_a_split_made_before_is_known_without_loading_and_checked_when_loaded(tm
     memos = list((tmp_path / "cache" / "splits").glob("*.json"))
     assert len(memos) == 1
     known = data.load("digits", 0.25, 300, 2)
-    assert "splits" not in known.__dict__  # nothing loaded: the facts came from the memo
+    assert not known.loaded  # nothing loaded: the facts came from the memo
     assert (known.fingerprint, known.input_shape, known.input_dtype, known.class_names) == (
         made.fingerprint,
         made.input_shape,
@@ -146,14 +146,14 @@ def test_a_split_made_before_is_known_without_loading_and_checked_when_loaded(tm
         with pytest.raises(HarnessError, match="differs from the split memo"):
             len(tampered.train)
         assert not memos[0].exists()  # dropped: the next command makes the split again
-        assert "splits" in data.load("digits", 0.25, 300, 2).__dict__ and memos[0].read_text() == record
+        assert data.load("digits", 0.25, 300, 2).loaded and memos[0].read_text() == record
     for damaged in ("{not json", record.replace("[8, 8, 1]", "[1e309, 8, 1]"), "[]"):
         memos[0].write_text(damaged)
         again = data.load("digits", 0.25, 300, 2)  # unreadable or absurd: made again
-        assert "splits" in again.__dict__ and again.fingerprint == made.fingerprint
+        assert again.loaded and again.fingerprint == made.fingerprint
     memos[0].unlink()
     os.mkfifo(memos[0])  # opening it to read would wait for a writer forever
-    assert "splits" in data.load("digits", 0.25, 300, 2).__dict__
+    assert data.load("digits", 0.25, 300, 2).loaded
 
 
 def test_a_folder_changed_since_its_split_was_memoised_is_loaded_again(tmp_path, monkeypatch):
@@ -163,7 +163,7 @@ def test_a_folder_changed_since_its_split_was_memoised_is_loaded_again(tmp_path,
     first = data.load(source, 0.25, None, 0)
     (tmp_path / "imgs" / "train" / "dog").rename(tmp_path / "imgs" / "train" / "wolf")
     renamed = data.load(source, 0.25, None, 0)
-    assert renamed.class_names == ["cat", "wolf"] and "splits" in renamed.__dict__
+    assert renamed.class_names == ["cat", "wolf"] and renamed.loaded
     (tmp_path / "imgs" / "train" / "cat" / "000.png").unlink()
     fewer = data.load(source, 0.25, None, 0)
     assert fewer.fingerprint != first.fingerprint and sum(fewer.facts.sizes) < sum(first.facts.sizes)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.diffs import diff_against_parent
-from harness.entries import Registry
+from harness.entries.diffs import diff_against_parent
+from harness.entries.registry import Registry
 from tests.conftest import ENTRIES, REPO
 
 HISTORY = [
@@ -99,7 +99,7 @@ def test_values_say_which_file_set_them(registry):
 
 
 def test_final_is_section_1_layer_by_layer(registry):
-    from harness.model import build_model
+    from harness.training.model import build_model
 
     spec = registry.resolve("final").spec
     model = build_model(spec.model.model_copy(update={"bn_momentum": 0.99}), (32, 32, 3), 10)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import data, train
-from harness.entries import Registry
-from harness.evaluate import evaluate
+from harness.data import pipeline
+from harness.data import sources as data
+from harness.entries.registry import Registry
+from harness.training import train
+from harness.training.evaluate import evaluate
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
@@ -20,7 +22,7 @@ def test_one_pass_evaluation_matches_keras_evaluate():
     model = train.build(spec, dataset)
     train.fit(spec, dataset, model, verbose=0)
     ours = evaluate(model, dataset.val, dataset.class_names)
-    loss, accuracy = model.evaluate(dataset.val.x, data.one_hot(dataset.val.y, 10), verbose=0)[:2]
+    loss, accuracy = model.evaluate(dataset.val.x, pipeline.one_hot(dataset.val.y, 10), verbose=0)[:2]
     assert ours.accuracy == pytest.approx(accuracy, abs=1e-6)
     assert ours.loss == pytest.approx(loss, rel=1e-4)
     assert ours.confusion.sum() == len(dataset.val) and np.trace(ours.confusion) == round(accuracy * len(dataset.val))

@@ -10,7 +10,7 @@ import numpy as np
 import optuna
 import pytest
 
-from harness import best_entry
+from harness.tuning import best_entry
 from tests.conftest import run_cli, start_cli, store_runs, write_entry
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only

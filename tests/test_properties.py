@@ -10,10 +10,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.entries import Registry
+from harness.entries.registry import Registry
+from harness.entries.spec import SECTIONS
 from harness.errors import HarnessError
-from harness.search_space import parse_search
-from harness.spec import SECTIONS
+from harness.tuning.search_space import parse_search
 
 KEYS = [
     "extends",

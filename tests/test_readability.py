@@ -13,8 +13,8 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from harness import best_entry
-from harness.tracking import default_tracking_uri
+from harness.tracking.store import default_tracking_uri
+from harness.tuning import best_entry
 from tests.conftest import run_cli, start_cli, write_entry
 from tests.test_tune import TUNABLE
 
@@ -194,6 +194,6 @@ def test_stopping_harness_ui_stops_its_server(project, sig, code):
 
 
 def test_optuna_is_quiet_about_failed_trials():
-    from harness import tune  # noqa: F401 - sets Optuna's verbosity on import
+    from harness.tuning import tune  # noqa: F401 - sets Optuna's verbosity on import
 
     assert optuna.logging.get_verbosity() == optuna.logging.ERROR

@@ -15,7 +15,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from harness import best_entry
+from harness.tuning import best_entry
 from tests.conftest import run_cli, write_entry
 from tests.test_faults import SLOW, wait_for
 from tests.test_tune import TUNABLE

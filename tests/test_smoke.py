@@ -8,8 +8,9 @@ import math
 
 import pytest
 
-from harness import data, train
-from harness.entries import Registry
+from harness.data import sources as data
+from harness.entries.registry import Registry
+from harness.training import train
 from tests.conftest import ENTRIES, REPO, TINY
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only

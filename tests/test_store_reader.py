@@ -10,8 +10,8 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from harness.store_reader import open_reader
-from harness.tracking import Store
+from harness.tracking.reader import open_reader
+from harness.tracking.store import Store
 
 
 def _same(run) -> tuple:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from harness import runner
-from harness.entries import Registry
+from harness.entries.registry import Registry
 from harness.errors import RunFailed
-from harness.tracking import default_tracking_uri
+from harness.runs import runner
+from harness.tracking.store import default_tracking_uri
 from tests.conftest import REPO, quiet
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
@@ -50,7 +50,7 @@ def test_run_is_finished_with_tags_params_and_metrics(focal_run):
     assert tags["harness.spec_fingerprint"] == resolved.fingerprint()
     assert len(tags["harness.dataset_fingerprint"]) == 16
     assert tags["harness.git_commit"]
-    from harness.device import cpu_flags
+    from harness.training.device import cpu_flags
 
     assert tags["harness.resolved.precision"] == ("mixed_bfloat16" if "amx_bf16" in cpu_flags() else "float32")
     assert run.data.params == {k: str(v) if v is not None else "None" for k, v in resolved.flat().items()}

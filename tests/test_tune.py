@@ -11,11 +11,11 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from harness import best_entry
-from harness import tune as tuning
-from harness.entries import Registry
-from harness.tracking import default_tracking_uri
-from harness.tune import TuneSettings
+from harness.entries.registry import Registry
+from harness.tracking.store import default_tracking_uri
+from harness.tuning import best_entry
+from harness.tuning import tune as tuning
+from harness.tuning.tune import TuneSettings
 from tests.conftest import quiet, run_cli, write_entry
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
@@ -81,7 +81,7 @@ def test_bad_search_blocks_are_one_line_errors_before_any_trial(project, case):
 
 
 def test_the_report_steps_with_something_to_tune_have_valid_search_blocks(project):
-    from harness.search_space import parse_search
+    from harness.tuning.search_space import parse_search
 
     registry = Registry(project)
     tuned = [name for name in registry.names() if registry.entry(name).search]

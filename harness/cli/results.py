@@ -1,0 +1,113 @@
+"""The verbs that read results: compare, select, report, and the MLflow UI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from harness.cli.common import (
+    AnySettingsOption,
+    CompareEpochsOption,
+    CompareSetOption,
+    FormatOption,
+    MetricOption,
+    SourceOption,
+    SubsetOption,
+    TrackingOption,
+    app,
+    context,
+    echo,
+    note,
+    scope,
+)
+
+# --------------------------------------------------------------------------- comparing
+
+
+@app.command()
+def compare(
+    names: Optional[list[str]] = typer.Argument(None, help="Entries to compare (default: all with runs)."),
+    chain: Optional[str] = typer.Option(None, "--chain", help="Compare the whole history of this entry."),
+    dataset: str = SourceOption,
+    subset: Optional[int] = SubsetOption,
+    metric: str = MetricOption,
+    sets: Optional[list[str]] = CompareSetOption,
+    epochs: Optional[int] = CompareEpochsOption,
+    any_settings: bool = AnySettingsOption,
+    fmt: str = FormatOption,
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Write the table to FILE."),
+    chart_file: Optional[Path] = typer.Option(None, "--chart", help="Write the waterfall of the history to PNG."),
+    tracking_uri: Optional[str] = TrackingOption,
+) -> None:
+    """The history as a table: metric over seeds, change vs parent, Welch's p-value. Runs made
+    with one set of settings: those given, else those of the latest run (notes on stderr)."""
+    from harness.results import compare as comparing
+
+    ctx = context(tracking_uri)
+    output = comparing.Output(fmt, out_file, chart_file)
+    result = comparing.compare_command(
+        ctx, scope(dataset, subset, metric, (sets, epochs, any_settings)), names, chain, output
+    )
+    if out_file:
+        note(f"wrote {out_file}")
+    else:
+        echo(result.text)
+    for line in result.comparison.notes:
+        note(line)
+    used = "; ".join(f"{r.entry} {r.runs}" for r in result.comparison.frame.itertuples() if r.runs)
+    note(f"runs used (latest finished per entry with these settings): {used}")
+    if result.chart:
+        note(f"chart: {result.chart}")
+
+
+@app.command("select")
+def select_final(
+    names: Optional[list[str]] = typer.Argument(None, help="Candidate entries (default: all with runs)."),
+    metric: str = MetricOption,
+    dataset: str = SourceOption,
+    subset: Optional[int] = SubsetOption,
+    sets: Optional[list[str]] = CompareSetOption,
+    epochs: Optional[int] = CompareEpochsOption,
+    tracking_uri: Optional[str] = TrackingOption,
+) -> None:
+    """Pick the best entry on validation, test its model once, register it as @champion.
+    Candidates are the runs of the entries as written, unless --set/--epochs name others."""
+    from harness.runs.final import select
+
+    select(context(tracking_uri), scope(dataset, subset, metric, (sets, epochs, False)), names)
+
+
+@app.command()
+def report(
+    fmt: str = typer.Option("md", "--format", help="md | html."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Default: mlruns/reports/report.md|html."),
+    dataset: str = SourceOption,
+    subset: Optional[int] = SubsetOption,
+    metric: str = MetricOption,
+    sets: Optional[list[str]] = CompareSetOption,
+    epochs: Optional[int] = CompareEpochsOption,
+    tracking_uri: Optional[str] = TrackingOption,
+) -> None:
+    """The study as one Markdown or HTML document: history, curves, tuning, final model."""
+    from harness.paths import reports
+    from harness.results.report import build_report, check_format
+
+    check_format(fmt)
+    ctx = context(tracking_uri)
+    target = out_file or reports(ctx.root) / f"report.{fmt}"
+    echo(f"wrote {build_report(ctx, scope(dataset, subset, metric, (sets, epochs, False)), target, fmt)}")
+
+
+@app.command()
+def ui(
+    port: int = typer.Option(5000, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address; 127.0.0.1 keeps it on this machine."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show the server's own output (else: mlruns/ui.log)."),
+    tracking_uri: Optional[str] = TrackingOption,
+) -> None:
+    """The MLflow UI over this store, on 127.0.0.1, in its model-training view."""
+    from harness.cli.servers import run_ui
+
+    raise typer.Exit(run_ui(context(tracking_uri), (host, port), verbose))

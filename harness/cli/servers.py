@@ -1,0 +1,161 @@
+"""The two web UIs over the project's stores: MLflow's UI and optuna-dashboard, each a child
+process bound to 127.0.0.1 by default. A busy port is one line before anything starts; the
+server's own start-up chatter goes to a log file unless --verbose; Ctrl-C or SIGTERM stops
+the server's whole process group (its workers too), so nothing is left on the port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from harness import paths
+from harness.context import Context
+from harness.errors import HarnessError
+from harness.interrupts import GUARD
+
+START_SECONDS = 60  # how long a server may take to answer before it counts as failed
+STOP_SECONDS = 10  # how long a stopped server may take before it is killed
+
+
+def check_port(host: str, port: int) -> None:
+    """A port this machine can listen on, else a one-line HarnessError naming it."""
+    if not 0 < port < 65536:
+        raise HarnessError(f"--port {port}: use a port from 1 to 65535")
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise HarnessError(
+                f"port {port} on {host} is in use or not available ({exc.strerror}); choose another with --port"
+            ) from None
+
+
+def run_ui(ctx: Context, address: tuple[str, int], verbose: bool = False) -> int:
+    """Print each dataset's runs table, then serve MLflow's UI until it stops."""
+    from harness.tracking.names import runs_link
+
+    host, port = address
+    check_port(host, port)
+    store = ctx.reader  # the local file read directly: the links print without importing MLflow
+    experiments = [e for e in store.experiments() if e.name != "Default"]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        store.uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    base = f"http://{host}:{port}"
+
+    def ready() -> None:
+        ctx.echo(f"MLflow UI on {base} (Ctrl-C stops it). Runs tables, by dataset:")
+        for experiment in experiments:
+            ctx.echo(f"  {experiment.name}: {runs_link(store.uri, experiment.experiment_id, base)}")
+        if not experiments:
+            ctx.echo("  (no runs yet: harness run-ablation NAME)")
+        ctx.echo("Sort a runs table by best_val_accuracy to rank runs, groups and studies together;")
+        ctx.echo("tick two runs and Compare to see what differs.")
+
+    return serve(ctx, command, (host, port), ready, None if verbose else paths.mlruns(ctx.root) / "ui.log")
+
+
+def run_dashboard(ctx: Context, storage: Optional[str], address: tuple[str, int], verbose: bool = False) -> int:
+    """Serve optuna-dashboard over the studies' storage until it stops."""
+    host, port = address
+    target = storage or str(paths.journal_path(ctx.root))
+    if storage is not None:
+        from harness.tuning.storage import check_url
+
+        check_url(storage)
+    elif not Path(target).is_file():
+        raise HarnessError(f"no studies yet: {target} does not exist (harness tune NAME --trials N)")
+    check_port(host, port)
+    executable = shutil.which("optuna-dashboard") or str(Path(sys.executable).with_name("optuna-dashboard"))
+    command = [executable, target, "--host", host, "--port", str(port)]
+    ready = lambda: ctx.echo(f"optuna-dashboard on http://{host}:{port} over {target} (Ctrl-C stops it)")  # noqa: E731
+    return serve(
+        ctx, command, (host, port), ready, None if verbose else paths.optuna_folder(ctx.root) / "dashboard.log"
+    )
+
+
+def serve(ctx: Context, command: list[str], address: tuple[str, int], ready, log: Optional[Path]) -> int:
+    """Start `command` in its own process group, print its links (`ready()`), say when it
+    answers on `address`, and wait; a signal stops the whole group. Output goes to `log`
+    (None: this terminal)."""
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+    sink = open(log, "w") if log is not None else None  # noqa: SIM115 - closed in finally
+    try:
+        process = subprocess.Popen(
+            command, stdout=sink, stderr=subprocess.STDOUT if sink else None, start_new_session=True
+        )
+        with GUARD.on_emergency(lambda _reason: _stop(process, signal.SIGKILL)):
+            ready()
+            answered, started = False, time.monotonic()
+            while process.poll() is None:
+                if GUARD.requested:
+                    _stop(process, signal.SIGTERM)
+                    break
+                if not answered and _answers(address):
+                    answered = True
+                    ctx.echo(
+                        f"(up after {time.monotonic() - started:.0f} s" + (f"; server log: {log})" if log else ")")
+                    )
+                if not answered and time.monotonic() - started > START_SECONDS:
+                    _stop(process, signal.SIGTERM)
+                    raise HarnessError(
+                        f"{command[0]} did not answer on port {address[1]} in {START_SECONDS} s{_tail(log)}"
+                    )
+                time.sleep(0.2)
+        code = process.wait()
+        if not answered and not GUARD.requested:
+            raise HarnessError(f"the server stopped before it answered (exit {code}){_tail(log)}")
+        return 0 if GUARD.requested else code
+    finally:
+        if sink is not None:
+            sink.close()
+
+
+def _answers(address: tuple[str, int]) -> bool:
+    host = "127.0.0.1" if address[0] in ("0.0.0.0", "") else address[0]
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, address[1])) == 0
+
+
+def _stop(process: subprocess.Popen, first: int) -> None:
+    """End the server's process group: `first` (SIGTERM), then SIGKILL for whatever is left
+    (a worker that outlived its parent would keep the port)."""
+    try:
+        os.killpg(process.pid, first)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def _tail(log: Optional[Path]) -> str:
+    if log is None or not log.is_file():
+        return ""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return f"; last line of {log}: {lines[-1][:200]}" if lines else ""

@@ -1,0 +1,97 @@
+"""Messages about the schema: one line per validation problem (naming the file that set the
+key), did-you-mean hints, and the dotted keys the schema accepts. Imports no TensorFlow."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any, Optional
+
+from pydantic import BaseModel, ValidationError
+
+from harness.entries.spec import Spec
+
+
+def validation_message(
+    exc: ValidationError,
+    where: Optional[str],
+    prefix: str,
+    model: type[BaseModel],
+    sources: Optional[dict[str, str]] = None,
+    fallback: str = "",
+) -> str:
+    error = exc.errors()[0]
+    loc = [str(part) for part in error.get("loc", ())]
+    dotted = ".".join(([prefix] if prefix else []) + loc)
+    if where is None:
+        where = source_of(sources or {}, dotted, fallback)
+    if error["type"] == "extra_forbidden":
+        siblings = _field_names(model, loc[:-1])
+        return f"{where}: {dotted}: unknown key{did_you_mean(loc[-1], siblings)}"
+    value = error.get("input")
+    message = error.get("msg", "invalid value")
+    message = message.replace("Value error, ", "").replace("Input should be", "expected")
+    if error["type"] == "missing":
+        return f"{where}: {dotted}: required key missing"
+    return f"{where}: {dotted}: {message}, got {show_value(value)}"
+
+
+def source_of(sources: dict[str, str], dotted: str, fallback: str) -> str:
+    """The file (or --set) that set `dotted` or the nearest section above it, else `fallback`."""
+    parts = dotted.split(".")
+    for end in range(len(parts), 0, -1):
+        found = sources.get(".".join(parts[:end]))
+        if found is not None:
+            return found
+    return fallback
+
+
+def _field_names(model: type[BaseModel], loc: list[str]) -> list[str]:
+    """Field names of the model found at `loc` inside `model` (for did-you-mean hints)."""
+    current: Any = model
+    for part in loc:
+        if part.isdigit():
+            continue
+        fields = getattr(current, "model_fields", {})
+        if part not in fields:
+            return []
+        current = _inner_model(fields[part].annotation)
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def _inner_model(annotation: Any) -> Optional[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, list):
+        for arg in typing.get_args(annotation):
+            found = _inner_model(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def schema_keys(model: type[BaseModel] = Spec, prefix: str = "") -> dict[str, Any]:
+    """Every dotted key the schema accepts -> its annotation (list items as `N`)."""
+    keys: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        dotted = f"{prefix}{name}"
+        inner = _inner_model(info.annotation)
+        keys[dotted] = info.annotation
+        if inner is not None:
+            item = ".N." if typing.get_origin(info.annotation) is list else "."
+            keys.update(schema_keys(inner, f"{dotted}{item}"))
+    return keys
+
+
+def did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def show_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

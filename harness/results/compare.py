@@ -1,0 +1,289 @@
+"""The comparison table: one row per entry on one dataset, in history order, from runs made
+with the same settings: the metric over seeds, its change against the parent with Welch's
+p-value, and the report's own figure. Imports no TensorFlow."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import pandas as pd
+
+from harness.context import Context
+from harness.entries import settings as run_settings
+from harness.entries.diffs import diff_against_parent
+from harness.entries.registry import Registry
+from harness.errors import HarnessError
+from harness.results import tables
+from harness.results.evidence import Evidence, RunIndex
+from harness.results.stats import difference_interval, welch_p
+from harness.tracking.names import experiment_name
+
+if TYPE_CHECKING:
+    from harness.tracking.store import Store
+
+ALIASES = {"val_accuracy": "best_val_accuracy", "val_loss": "best_val_loss"}
+CLAIM_FOR = {
+    "best_val_accuracy": "val_accuracy",
+    "final_val_accuracy": "val_accuracy",
+    "best_val_loss": "val_loss",
+    "final_val_loss": "val_loss",
+    "train_accuracy": "train_accuracy",
+}
+NOT_RUN = "not run"
+NOT_RUN_HERE = "not run with these settings"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which runs a table reads: one dataset (and subset), compared on one metric, made with
+    one set of settings: those given (--set, --epochs), else those of the latest run among
+    the entries asked for; any_settings takes the latest run of each entry, whatever its
+    settings."""
+
+    source: str = "digits"
+    subset: Optional[int] = None
+    metric: str = "best_val_accuracy"
+    settings: Optional[tuple[str, ...]] = None
+    any_settings: bool = False
+    pinned: tuple[tuple[str, str], ...] = ()  # (entry, run id): a study's own seed groups stand for its entries
+
+    @property
+    def key(self) -> str:
+        return metric_key(self.metric)
+
+    @property
+    def experiment(self) -> str:
+        return experiment_name(self.source, self.subset)
+
+
+@dataclass
+class Comparison:
+    """The table (raw numbers, one row per entry), the evidence behind each row, the settings
+    compared, and notes for the reader (stderr)."""
+
+    frame: pd.DataFrame
+    evidence: dict[str, Optional[Evidence]]
+    settings: str
+    notes: list[str] = field(default_factory=list)
+
+    def caption(self, scope: Scope) -> str:
+        return f"{scope.experiment}; settings: {self.settings}; metric: {scope.key}"
+
+
+def metric_key(metric: str) -> str:
+    return ALIASES.get(metric, metric)
+
+
+def higher_is_better(metric: str) -> bool:
+    return "loss" not in metric and "gap" not in metric and "seconds" not in metric
+
+
+def experiment_for(store: Store, source: str, subset: Optional[int]) -> str:
+    label = experiment_name(source, subset)
+    experiment_id = store.experiment_id(label, create=False)
+    if experiment_id is None:
+        known = ", ".join(e.name for e in store.experiments() if e.name != "Default") or "none"
+        raise HarnessError(f"no runs on dataset {label!r} (datasets with runs: {known})")
+    return experiment_id
+
+
+def history_order(registry: Registry, names: Optional[Sequence[str]], chain: Optional[str], warn=None) -> list[str]:
+    """The entries to show, in history order: a chain, the given names, or every readable
+    entry depth-first from the roots (unreadable ones skipped with a warning)."""
+    if chain:
+        return registry.history(chain)
+    if names:
+        for name in names:
+            registry.entry(name)
+        return list(names)
+    tree = registry.children(warn=warn or _warn_stderr)
+    ordered: list[str] = []
+
+    def walk(name):
+        ordered.append(name)
+        for child in tree.get(name, []):
+            walk(child)
+
+    for root_name in tree.get(None, []):
+        walk(root_name)
+    return ordered
+
+
+def _warn_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def chosen_settings(index: RunIndex, scope: Scope, order: list[str]) -> tuple[Optional[str], str]:
+    """(fingerprint, label) of the settings to compare: given, else the latest run's; (None,
+    'any') with any_settings."""
+    if scope.any_settings:
+        return None, "any (the latest run of each entry)"
+    if scope.settings is not None:
+        return run_settings.fingerprint(scope.settings), run_settings.label(scope.settings)
+    latest = index.latest_settings(order)
+    return latest if latest else (run_settings.fingerprint(()), run_settings.AS_WRITTEN)
+
+
+def compare_table(
+    ctx: Context, scope: Scope, names: Optional[Sequence[str]] = None, chain: Optional[str] = None
+) -> Comparison:
+    """The history table: one row per entry in history order. With names or a chain every
+    entry asked for has a row (`not run`, or `not run with these settings`); otherwise only
+    the entries with runs."""
+    registry = Registry(ctx.root)
+    order = history_order(registry, names, chain)
+    store = ctx.reading_store()
+    index = RunIndex(store, experiment_for(store, scope.source, scope.subset))
+    fingerprint, label = chosen_settings(index, scope, order)
+    pinned = dict(scope.pinned)
+    evidence = {name: index.pinned_or_latest(name, fingerprint, pinned) for name in order}
+    comparison = Comparison(pd.DataFrame(), evidence, label)
+    if all(found is None for found in evidence.values()):
+        others = sorted({s for name in order for s in index.other_settings(name, fingerprint)})
+        hint = f"; runs exist with: {'; '.join(others)}" if others else ""
+        raise HarnessError(f"no finished runs of these entries on {scope.experiment} with settings {label}{hint}")
+    rows = []
+    for name in order:
+        found = evidence[name]
+        if found is not None and scope.key not in found.values:
+            raise HarnessError(
+                f"--metric {scope.metric!r}: not a final metric of the runs (try best_val_accuracy, val_macro_f1)"
+            )
+        if found is None and not (names or chain):
+            continue
+        if found is None:
+            others = index.other_settings(name, fingerprint)
+            if others:
+                comparison.notes.append(f"{name}: no run with settings {label}; it has runs with: {'; '.join(others)}")
+        parent = registry.entry(name).parent
+        if parent in evidence:
+            parent_found = evidence[parent]
+        else:
+            parent_found = index.pinned_or_latest(parent, fingerprint, pinned) if parent else None
+        rows.append(_row(registry, name, (found, parent_found, bool(index.other_settings(name, fingerprint))), scope))
+    comparison.frame = pd.DataFrame(rows)
+    return comparison
+
+
+def _row(registry: Registry, name: str, found_parent_other: tuple, scope: Scope) -> dict[str, Any]:
+    """One row; found_parent_other: (this entry's evidence, its parent's, whether this entry
+    has runs with other settings)."""
+    found, parent_found, has_other = found_parent_other
+    key, entry = scope.key, registry.entry(name)
+    claim_field = CLAIM_FOR.get(key)
+    claim = getattr(entry.report, claim_field, None) if claim_field else None
+    parent_report = registry.entry(entry.parent).report if entry.parent else None
+    parent_claim = getattr(parent_report, claim_field, None) if claim_field and parent_report else None
+    row: dict[str, Any] = {
+        "entry": name,
+        "status": "" if found is not None else (NOT_RUN_HERE if has_other else NOT_RUN),
+        "change": diff_against_parent(registry, registry.resolve(name)).in_words(),
+        "report": claim,
+        "report_delta": claim - parent_claim if claim is not None and parent_claim is not None else None,
+    }
+    if scope.any_settings:
+        row["settings"] = found.settings if found is not None else ""
+    summary = found.summary(key) if found is not None else None
+    row.update({key: None, "std": None, "n": 0, "ci_low": None, "ci_high": None})
+    if summary is not None:
+        row.update(
+            {
+                key: summary.mean,
+                "std": summary.std,
+                "n": summary.n,
+                "ci_low": summary.ci_low,
+                "ci_high": summary.ci_high,
+            }
+        )
+    row.update(_delta(found, parent_found, entry.parent, key))
+    for column, metric in (
+        ("val_loss", "final_val_loss"),
+        ("train_val_gap", "train_val_gap"),
+        ("epochs", "epochs_run"),
+        ("train_seconds", "train_seconds"),
+        ("params", "param_count"),
+    ):
+        row[column] = found.mean(metric) if found is not None else None
+    row["runs"] = ",".join(found.run_ids) if found is not None else ""
+    row["run"] = found.run_id if found is not None else ""  # the single run or the seed group's run
+    return row
+
+
+def _delta(found: Optional[Evidence], parent_found: Optional[Evidence], parent: Optional[str], key: str) -> dict:
+    """delta vs the parent with its 95% Welch interval and p-value, and why any is missing."""
+    empty = {"delta": None, "delta_ci_low": None, "delta_ci_high": None, "p_value": None}
+    if found is None:
+        return {**empty, "delta_note": ""}
+    if parent is None:
+        return {**empty, "delta_note": "no parent"}
+    if parent_found is None or key not in parent_found.values:
+        return {**empty, "delta_note": "parent not run"}
+    delta = found.mean(key) - parent_found.mean(key)
+    p = welch_p(found.values[key], parent_found.values[key])
+    interval = difference_interval(found.values[key], parent_found.values[key])
+    low, high = interval if interval else (None, None)
+    note = ""
+    if p is None:
+        one_seed = min(len(found.values[key]), len(parent_found.values[key])) < 2
+        note = "n<2" if one_seed else "no spread"  # both sides constant: no test is possible
+    return {"delta": delta, "delta_ci_low": low, "delta_ci_high": high, "p_value": p, "delta_note": note}
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def render(comparison: Comparison, scope: Scope, fmt: str, width: Optional[int] = None) -> str:
+    """The table as terminal text (fitted to `width`), markdown, csv or html."""
+    frame = comparison.frame.assign(dataset=scope.experiment, compared_settings=comparison.settings)
+    shown = tables.comparison(comparison.frame, scope.key)
+    return tables.render_frame(frame, shown, fmt, caption=comparison.caption(scope), width=width)
+
+
+@dataclass
+class Compared:
+    """What `harness compare` produced: the comparison, its rendering, and the chart's file."""
+
+    comparison: Comparison
+    text: str
+    chart: Optional[Path]
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where `harness compare` puts things: the table's format and file, and the waterfall
+    chart's file (drawn only when asked for)."""
+
+    fmt: str = "table"
+    table_file: Optional[Path] = None
+    chart_file: Optional[Path] = None
+
+
+def compare_command(ctx: Context, scope: Scope, names=None, chain=None, output: Output = Output()) -> Compared:
+    """The comparison as the command gives it: checked options, the table rendered (and
+    written to output.table_file), the chart written if asked for."""
+    tables.check_format(output.fmt)
+    if names and chain:
+        raise HarnessError("give entry names or --chain NAME, not both")
+    for option, path in (("--out", output.table_file), ("--chart", output.chart_file)):
+        if path is not None and not path.parent.is_dir():
+            raise HarnessError(f"{option} {path}: folder {path.parent} does not exist")
+    comparison = compare_table(ctx, scope, names, chain)
+    text = render(comparison, scope, output.fmt)
+    if output.table_file is not None:
+        output.table_file.write_text(text + "\n")
+    if output.chart_file is not None:
+        chart(comparison.frame, scope.metric, output.chart_file)
+    return Compared(comparison, text, output.chart_file)
+
+
+def chart(table: pd.DataFrame, metric: str, path: Path) -> Path:
+    """The history as a waterfall: each step's change against its parent with its 95%
+    interval, significant steps marked, the report's claimed change beside it."""
+    from harness.results.plots import waterfall
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return waterfall(table, metric_key(metric), path)

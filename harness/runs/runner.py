@@ -1,0 +1,214 @@
+"""run-ablation: one entry -> one MLflow run, or a group run with one child per seed.
+
+A spec and dataset that already have a FINISHED run are not trained again (unless forced);
+a FAILED or KILLED one with a backup is resumed; two identical commands at once train once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+from harness import paths
+from harness.context import Context
+from harness.entries.registry import Registry, Resolved
+from harness.errors import HarnessError
+from harness.interrupts import GUARD
+from harness.locks import exclusive
+from harness.results.stats import format_summary, seed_statistics
+from harness.runs.planning import Planned, plan, run_tags
+from harness.runs.tracked_run import Outcome, RunOptions, log_group_curves, tracked_fit
+from harness.tracking.names import Tag, run_link
+
+if TYPE_CHECKING:
+    from harness.tracking.store import Store
+
+MAX_SEEDS = 1000  # a group of more runs than this is a typo
+
+
+def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
+    """`3` -> [0, 1, 2]; `0,1,7` -> [0, 1, 7]. Seeds are 0 .. 2**32-1, none repeated."""
+    from harness.entries.spec import SEED_MAX
+
+    if text is None:
+        return None
+    try:
+        if "," in text:
+            seeds = [int(part) for part in text.split(",") if part.strip()]
+        else:
+            count = int(text)
+            if not 1 <= count <= MAX_SEEDS:
+                raise ValueError
+            seeds = list(range(count))
+    except ValueError:
+        raise HarnessError(f"--seeds {text!r}: expected a count from 1 to {MAX_SEEDS} (3) or a list (0,1,7)") from None
+    if not seeds or len(seeds) > MAX_SEEDS:
+        raise HarnessError(f"--seeds {text!r}: give 1 to {MAX_SEEDS} seeds")
+    bad = [s for s in seeds if not 0 <= s <= SEED_MAX]
+    if bad:
+        raise HarnessError(f"--seeds {text!r}: seed {bad[0]} is outside 0..{SEED_MAX}")
+    if len(set(seeds)) != len(seeds):
+        raise HarnessError(f"--seeds {text!r}: a seed is repeated")
+    return seeds
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A leave-one-out variant of an entry: its label ('without adam') and the overrides
+    that put the step's keys back to the parent's values (not the run's settings)."""
+
+    label: str
+    overrides: tuple[str, ...] = ()
+
+
+def run_ablation(
+    ctx: Context,
+    name: str,
+    overrides: Sequence[str] = (),
+    *,
+    seeds: Optional[Sequence[int]] = None,
+    force: bool = False,
+    variant: Optional[Variant] = None,
+) -> Outcome:
+    """Train entry `name` with `overrides` (its settings) and record it; with `seeds`, a
+    group run with one child per seed, reusing any seed already finished. A spec and dataset
+    that already have a FINISHED run are not trained again unless `force`. `variant` makes
+    it a leave-one-out variant (kind `variant`, tag harness.variant)."""
+    registry = Registry(ctx.root)
+    extra = list(variant.overrides) if variant else []
+    planned = plan(registry, name, [*overrides, *extra])
+    if seeds:
+        return _run_group(ctx, registry, planned, list(seeds), force=force, variant=variant, settings=tuple(overrides))
+    label = variant.label if variant else None
+    options = RunOptions(
+        kind="variant" if variant else "run",
+        variant=label,
+        run_name=f"{planned.resolved.name} {label}" if variant else None,
+        settings=tuple(overrides),
+    )
+    outcome = run_once(ctx, planned, options, force=force)
+    ctx.echo(f"MLflow: {run_link(ctx.store_uri, outcome.experiment_id, outcome.run_id)}")
+    return outcome
+
+
+def run_once(ctx: Context, planned: Planned, options: RunOptions, *, force: bool = False) -> Outcome:
+    """Train `planned` unless an identical FINISHED run exists; resume a backed-up one. The
+    first look for a finished run reads the store without MLflow (an instant answer); the
+    second, under the lock, sees a run another process finished meanwhile."""
+    r = planned.resolved
+    identity = {
+        Tag.SPEC_FINGERPRINT: r.fingerprint(),
+        Tag.DATASET_FINGERPRINT: planned.data.fingerprint,
+    }
+    if not force:
+        experiment_id = ctx.reader.experiment_id(planned.experiment, create=False)
+        done = experiment_id and _finished(ctx.reader, experiment_id, identity, options.variant)
+        if done:
+            return _already_done(ctx, planned, done, experiment_id)
+    store = ctx.writable_store
+    experiment_id = store.experiment_id(planned.experiment)
+    lock = paths.run_lock(ctx.root, f"{r.fingerprint()}-{planned.data.fingerprint}")
+    waiting = lambda pid: ctx.echo(
+        f"{r.name}: process {pid} is training the same spec on the same data; waiting for it"
+    )  # noqa: E731
+    with exclusive(lock, on_wait=waiting):
+        if not force:
+            done = _finished(store, experiment_id, identity, options.variant)
+            if done is not None:
+                return _already_done(ctx, planned, done, experiment_id)
+        resume = None if force else _resumable(ctx, experiment_id, identity, options.variant)
+        return tracked_fit(ctx, planned, options, resume_run_id=resume)
+
+
+def _already_done(ctx: Context, planned: Planned, done, experiment_id: str) -> Outcome:
+    fingerprint = planned.resolved.fingerprint()
+    ctx.echo(
+        f"{planned.resolved.name}: already done in run {done.info.run_id} "
+        f"(same spec {fingerprint} and data {planned.data.fingerprint}); --force runs it again"
+    )
+    return Outcome(done.info.run_id, experiment_id, "FINISHED", skipped=True, metrics=dict(done.data.metrics))
+
+
+def _finished(store: Store, experiment_id: str, identity: dict[str, str], variant: Optional[str]):
+    """The latest FINISHED plain run or seed child of this spec and data (a trial, or a run
+    of another variant, does not count: compare would not find it as this entry's)."""
+    clauses = ["attributes.status = 'FINISHED'", *(f"tags.`{k}` = '{v}'" for k, v in identity.items())]
+    runs = store.runs([experiment_id], " and ".join(clauses), max_results=50)
+    return next((run for run in runs if _same_cell(run, variant)), None)
+
+
+def _same_cell(run, variant: Optional[str]) -> bool:
+    """Whether `run` trained what a run-ablation (of `variant`, if any) would: a plain run
+    or a seed child, of the same variant."""
+    tags = run.data.tags
+    kinds = ("variant", "seed") if variant else ("run", "seed")
+    return tags.get(Tag.KIND) in kinds and tags.get(Tag.VARIANT, "") == (variant or "")
+
+
+def _resumable(ctx: Context, experiment_id: str, identity: dict[str, str], variant: Optional[str]) -> Optional[str]:
+    """The latest FAILED or KILLED run of this spec and data that left a backup, if any."""
+    clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in identity.items())
+    for run in ctx.writable_store.runs(
+        [experiment_id], f"attributes.status != 'FINISHED' and {clauses}", max_results=20
+    ):
+        ended = run.info.status in ("FAILED", "KILLED")
+        if ended and _same_cell(run, variant) and paths.backup_state(ctx.root, run.info.run_id).is_file():
+            return run.info.run_id
+    return None
+
+
+def _run_group(ctx: Context, registry: Registry, planned: Planned, seeds: list[int], **how) -> Outcome:
+    """how: force, variant (a Variant or None), settings (the user's overrides)."""
+    r, variant = planned.resolved, how["variant"]
+    label = variant.label if variant else None
+    per_seed = [plan(registry, r.name, [*r.overrides, f"training.seed={s}"]) for s in seeds]
+    store = ctx.writable_store
+    experiment_id = store.experiment_id(planned.experiment)
+    tags = run_tags(planned, "variant" if variant else "group", ctx.root, how["settings"])
+    del tags[Tag.SEED]
+    tags[Tag.SEEDS] = ",".join(str(s) for s in seeds)
+    if label:
+        tags[Tag.VARIANT] = label
+    tags[Tag.SPEC_FINGERPRINT] = _group_fingerprint(r, seeds)
+    identity = {k: tags[k] for k in (Tag.SPEC_FINGERPRINT, Tag.DATASET_FINGERPRINT, Tag.KIND)}
+    if not how["force"]:
+        done = store.find_finished(experiment_id, identity)
+        if done is not None:
+            ctx.echo(f"{r.name}: seeds {seeds} already done in group run {done.info.run_id}; --force runs them again")
+            ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, done.info.run_id)}")
+            return Outcome(done.info.run_id, experiment_id, "FINISHED", skipped=True, metrics=dict(done.data.metrics))
+    for seeded in per_seed:
+        seeded.data.check_data()  # before the group run exists
+    title = f"{r.name} {label}" if label else r.name
+    with store.run(experiment_id, f"{title} x{len(seeds)} seeds", tags) as group:
+        store.log(group.info.run_id, params={k: v for k, v in r.flat().items() if k != "training.seed"})
+        from harness.tracking.run_inputs import log_dataset_inputs
+
+        log_dataset_inputs(store.client, group.info.run_id, planned.data)
+        children = []
+        for seed, seeded in zip(seeds, per_seed):
+            GUARD.check()
+            ctx.echo(f"--- seed {seed}")
+            options = RunOptions(
+                kind="seed",
+                parent_run_id=group.info.run_id,
+                variant=label,
+                run_name=f"{title} seed {seed}",
+                settings=how["settings"],
+            )
+            children.append(run_once(ctx, seeded, options, force=how["force"]))  # a finished seed is reused
+            store.log(group.info.run_id, tags={Tag.MEMBERS: ",".join(c.run_id for c in children)})
+        stats = seed_statistics([c.metrics for c in children])
+        store.log(group.info.run_id, metrics=stats)
+        log_group_curves(store, group.info.run_id, [c.run_id for c in children], f"{title} on {planned.data.source}")
+    ctx.echo(
+        f"{r.name}: best val_accuracy {format_summary(stats, 'best_val_accuracy')}  (group run {group.info.run_id})"
+    )
+    ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, group.info.run_id)}")
+    return Outcome(group.info.run_id, experiment_id, "FINISHED", metrics=stats, children=children)
+
+
+def _group_fingerprint(resolved: Resolved, seeds: list[int]) -> str:
+    return hashlib.sha256(f"{resolved.fingerprint()}|{sorted(seeds)}".encode()).hexdigest()[:16]

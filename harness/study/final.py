@@ -1,0 +1,88 @@
+"""A study's final steps, done once, by the first process that finds every cell ended: the
+comparison table and the leave-one-out table from the study's own seed groups, the pick of
+the final model on validation, its single test and registration, and the report, each
+recorded on the study's run (the waterfall, the forest plot, the report as artifacts)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from harness import paths
+from harness.context import Context
+from harness.entries.registry import Registry
+from harness.results.compare import Scope, chart, compare_table, render
+from harness.results.evidence import RunIndex
+from harness.results.report import build_report
+from harness.runs.final import select
+from harness.study import ablate as loo
+from harness.study.cells import StudyPlan
+from harness.study.leave_one_out import leave_one_out
+from harness.study.queue import CANNOT_BUILD, GROUPS, HISTORY_RUN
+from harness.tracking.names import Tag, run_link
+
+METRIC = "best_val_accuracy"
+
+
+def finalize(ctx: Context, study, plan_: StudyPlan, first) -> None:
+    """The tables, the selection and the report of a study whose cells have all ended."""
+    store = ctx.writable_store
+    groups: dict[str, str] = study.user_attrs[GROUPS]
+    history_run = study.user_attrs[HISTORY_RUN]
+    chain = Registry(ctx.root).history(plan_.target)
+    finished = {g: r for g, r in groups.items() if store.client.get_run(r).info.status == "FINISHED"}
+    pinned = tuple((entry, finished[entry]) for entry in chain if entry in finished)
+    scope = Scope(first.data.source, first.spec.data.subset, METRIC, settings=plan_.overrides, pinned=pinned)
+    comparison = compare_table(ctx, scope, chain=plan_.target)
+    ctx.echo(render(comparison, scope, "table"))
+    experiment_id = store.experiment_id(first.experiment)
+    with tempfile.TemporaryDirectory(prefix="harness-study-") as tmp:
+        folder = Path(tmp)
+        comparison.frame.to_csv(folder / "history.csv", index=False)
+        chart(comparison.frame, METRIC, folder / "waterfall.png")
+        store.client.log_artifacts(history_run, str(folder))
+    if plan_.leave_one_out and plan_.target in finished:
+        _leave_one_out(ctx, plan_, (groups, finished, experiment_id, study.user_attrs.get(CANNOT_BUILD, {})))
+    selection = select(ctx, scope, chain)
+    out = paths.reports(ctx.root) / f"study-{paths.slug(plan_.target)}.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build_report(ctx, scope, out, "html")
+    store.log_artifact(history_run, out)
+    store.log(
+        history_run,
+        metrics={METRIC: selection.mean, "test_accuracy": selection.test_accuracy},
+        tags={Tag.SELECTED: selection.entry, Tag.FINAL_RUN: selection.final_run_id},
+    )
+    store.client.set_terminated(history_run, "FINISHED")
+    ctx.echo(f"report: {out}")
+    ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, history_run)}")
+
+
+def _leave_one_out(ctx: Context, plan_: StudyPlan, runs: tuple) -> None:
+    """The leave-one-out table from the study's variant groups, recorded with its forest plot.
+    runs: (every group's run id, the finished ones', the experiment id, the groups that could
+    not be built and why)."""
+    groups, finished, experiment_id, cannot_build = runs
+    store = ctx.writable_store
+    index = RunIndex(store, experiment_id)
+    target = plan_.target
+    full = index.evidence(store.client.get_run(finished[target]), target)
+    rows = [loo.ablation_row(target, "(all steps)", full, None, METRIC, "")]
+    for variant in leave_one_out(Registry(ctx.root), target, list(plan_.overrides)):
+        group = f"{target} without {variant.step}"
+        if not variant.runnable:
+            rows.append(loo.ablation_row(target, variant.step, None, None, METRIC, variant.describe()))
+        elif group in finished:
+            evidence = index.evidence(store.client.get_run(finished[group]), group)
+            rows.append(loo.ablation_row(target, variant.step, evidence, full, METRIC, variant.describe()))
+        elif group in groups:
+            reason = store.client.get_run(groups[group]).data.tags.get(Tag.REASON, "did not finish")
+            rows.append(loo.ablation_row(target, variant.step, None, None, METRIC, reason))
+        else:
+            reason = cannot_build.get(group, "not a cell of the study")
+            rows.append(loo.ablation_row(target, variant.step, None, None, METRIC, reason))
+    ablation = loo.Ablation(pd.DataFrame(rows))
+    ctx.echo(loo.render(ablation.table, METRIC, "table"))
+    loo.record(ctx, (finished[target], experiment_id), ablation, (target, METRIC, None))

@@ -1,0 +1,321 @@
+"""`harness study TARGET`: the report's whole study in one command. Every step of TARGET's
+history over the seeds (and, with --leave-one-out, every variant of TARGET), then the
+comparison table, the pick of the final model on validation, its single test, its
+registration, and the report.
+
+Cells (an entry or variant, a seed) are enqueued once as trials of an Optuna study and
+claimed by workers through Optuna's storage: the journal file on one machine, PostgreSQL
+across machines, where Optuna's heartbeat fails the cell of a dead worker and queues it again
+(on the journal file, the next worker on the host sees the dead process and does the same).
+Each cell lands as one FINISHED MLflow run, a child of its entry's seed group, itself a child
+of the study's run. Running the same command again continues the study: finished cells are
+not trained again, and an interrupted cell resumes from its backup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+from harness.context import Context
+from harness.entries.registry import Registry
+from harness.errors import HarnessError, RunFailed
+from harness.interrupts import GUARD
+from harness.runs import runner
+from harness.runs.planning import plan
+from harness.runs.tracked_run import RunOptions
+from harness.study.cells import Cell, StudyPlan, check_same_specs, plan_cells
+from harness.tracking.names import Tag
+from harness.training.geometry import CannotBuild
+from harness.tuning.storage import HEARTBEAT_SECONDS, fail_stale_trials, open_storage, study_lock
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+HISTORY_RUN = "mlflow_history_run_id"  # study user attributes
+GROUPS = "mlflow_group_runs"
+CELLS = "cells"
+FINALIZED = "finalized_by"
+CANNOT_BUILD = "cannot_build"  # group -> why its cells were left out
+
+
+@dataclass
+class Progress:
+    """Counts for the running total line."""
+
+    total: int
+    started: float = field(default_factory=time.monotonic)
+    trained: list[float] = field(default_factory=list)  # seconds of the cells this worker trained
+
+    def line(self, study) -> str:
+        states = [t.state for t in study.get_trials(deepcopy=False) if "cell" in t.user_attrs]
+        done = sum(s in (TrialState.COMPLETE, TrialState.FAIL) for s in states) - _retried(study)
+        running = states.count(TrialState.RUNNING)
+        left = self.total - done - running
+        elapsed = time.monotonic() - self.started
+        eta = ""
+        if self.trained and left + running:
+            per_cell = sum(self.trained) / len(self.trained)
+            eta = f", about {_duration(per_cell * (left + running / 2))} left for one worker"
+        return f"cells: {done}/{self.total} done, {running} running, {left} waiting; {_duration(elapsed)} elapsed{eta}"
+
+
+def _retried(study) -> int:
+    """Failed trials that were queued again (a dead or interrupted worker's): not done."""
+    return sum(
+        1 for t in study.get_trials(deepcopy=False) if "retry_of" in t.user_attrs or "failed_trial" in t.system_attrs
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def open_study(ctx: Context, plan_: StudyPlan, storage_url: Optional[str], name: str = ""):
+    """(study, storage, cells, experiment label): the study created on first use (its cells
+    enqueued, its MLflow runs made), or joined; a worker whose specs differ is refused."""
+    registry = Registry(ctx.root)
+    first = plan(registry, plan_.target, list(plan_.overrides))  # data loaded and checked once
+    cells, unbuildable = buildable_cells(registry, plan_, first.data.input_shape)
+    for group, reason in unbuildable.items():
+        ctx.echo(f"{group}: {reason} (not a cell of the study)")
+    storage, label = open_storage(ctx.root, storage_url)
+    study_name = plan_.name(first.experiment) + (f"/{name}" if name else "")
+    study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True)
+    with study_lock(ctx.root, storage, study_name):
+        recorded = study.user_attrs.get(CELLS)
+        if recorded is None:
+            study.set_user_attr(CANNOT_BUILD, unbuildable)
+            _create(ctx, study, cells, (first, plan_.overrides))
+        else:
+            check_same_specs(cells, recorded)
+    ctx.echo(f"study {study_name} ({label}): {len(cells)} cells")
+    return study, storage, cells, first
+
+
+def buildable_cells(registry: Registry, plan_: StudyPlan, input_shape) -> tuple[list[Cell], dict[str, str]]:
+    """The study's cells whose model can be built on the data, and why the others cannot (a
+    leave-one-out variant of a padding step, say): those are rows with a reason, not runs."""
+    from harness.training.geometry import check
+
+    kept, unbuildable = [], {}
+    for cell in plan_cells(registry, plan_):
+        if cell.group in unbuildable:
+            continue
+        resolved = registry.resolve(cell.entry, [*plan_.overrides, *cell.variant_overrides])
+        try:
+            check(resolved.spec.model, input_shape)
+        except CannotBuild as exc:
+            unbuildable[cell.group] = str(exc)
+            continue
+        kept.append(cell)
+    return kept, unbuildable
+
+
+def _create(ctx: Context, study, cells: list[Cell], first_settings: tuple) -> None:
+    """Enqueue every cell and make the MLflow runs: the study's, and one seed group per entry
+    or variant (SCHEDULED until its last cell finishes). first_settings: (the target's
+    Planned, the user's overrides)."""
+    from harness.runs.planning import Planned, run_tags
+    from harness.tracking.run_inputs import log_dataset_inputs
+
+    first, settings = first_settings
+    store = ctx.writable_store
+    experiment_id = store.experiment_id(first.experiment)
+    tags = run_tags(first, "history", ctx.root, settings)
+    tags.update({Tag.STUDY: study.study_name, Tag.CELLS: str(len(cells))})
+    history = store.client.create_run(experiment_id, run_name=f"{first.resolved.name} study", tags=tags)
+    log_dataset_inputs(store.client, history.info.run_id, first.data)
+    groups: dict[str, str] = {}
+    registry = Registry(ctx.root)
+    for cell in cells:
+        if cell.group in groups:
+            continue
+        resolved = registry.resolve(cell.entry, [*settings, *cell.variant_overrides])
+        kind = "variant" if cell.variant else "group"
+        group_tags = run_tags(Planned(resolved, first.diff, first.data), kind, ctx.root, settings)
+        del group_tags[Tag.SEED]
+        group_tags.update({"mlflow.parentRunId": history.info.run_id, Tag.STUDY: study.study_name})
+        if cell.variant:
+            group_tags[Tag.VARIANT] = cell.variant
+        seeds = sorted({c.seed for c in cells if c.group == cell.group})
+        group_tags[Tag.SEEDS] = ",".join(map(str, seeds))
+        run = store.client.create_run(experiment_id, run_name=f"{cell.group} x{len(seeds)} seeds", tags=group_tags)
+        store.log(run.info.run_id, params={k: v for k, v in resolved.flat().items() if k != "training.seed"})
+        log_dataset_inputs(store.client, run.info.run_id, first.data)
+        store.client.set_terminated(run.info.run_id, "SCHEDULED")
+        groups[cell.group] = run.info.run_id
+    for index, cell in enumerate(cells):
+        study.enqueue_trial({}, user_attrs=cell.to_attrs(index))
+    study.set_user_attr(HISTORY_RUN, history.info.run_id)
+    study.set_user_attr(GROUPS, groups)
+    study.set_user_attr(CELLS, [cell.to_attrs(i) for i, cell in enumerate(cells)])
+    store.client.set_terminated(history.info.run_id, "SCHEDULED")
+
+
+def work(ctx: Context, study, storage, settings: tuple) -> int:
+    """Claim and train cells until none is waiting or a signal arrives; returns how many this
+    worker trained. settings: the user's overrides (the runs' settings)."""
+    progress = Progress(len(study.user_attrs[CELLS]))
+    trained = 0
+    while not GUARD.requested:
+        fail_stale_trials(study, storage)
+        if isinstance(storage, RDBStorage):
+            optuna.storages.fail_stale_trials(study)
+        if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            break
+        trial = study.ask()
+        if "cell" not in trial.user_attrs:  # another worker claimed the last cell first
+            trial.set_user_attr("no_cell", True)
+            study.tell(trial, state=TrialState.FAIL)
+            break
+        trained += _run_cell(ctx, study, trial, (storage, settings, progress))
+    GUARD.check()
+    return trained
+
+
+def _run_cell(ctx: Context, study, trial, context: tuple) -> int:
+    storage, settings, progress = context
+    cell = Cell.from_attrs(trial.user_attrs)
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
+    groups = study.user_attrs[GROUPS]
+    started = time.monotonic()
+    with _heartbeat(storage, trial):
+        try:
+            outcome = _train(ctx, cell, groups[cell.group], settings)
+        except (CannotBuild, RunFailed, HarnessError) as exc:
+            trial.set_user_attr("reason", str(exc)[:500])
+            study.tell(trial, state=TrialState.FAIL)
+            ctx.echo(f"cell {cell.label}: {exc}")
+            _finish_group(ctx, study, cell.group)
+            return 0
+        except KeyboardInterrupt:  # this worker stops; the cell is queued again for later
+            kept = {k: v for k, v in trial.user_attrs.items() if k not in ("host", "pid")}
+            study.enqueue_trial({}, user_attrs={**kept, "retry_of": trial.number})
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+    trial.set_user_attr("run_id", outcome.run_id)
+    value = float(outcome.metrics.get("best_val_accuracy", float("nan")))
+    study.tell(trial, value)
+    seconds = time.monotonic() - started
+    if not outcome.skipped:
+        progress.trained.append(seconds)
+    how = "reused" if outcome.skipped else f"{_duration(seconds)}"
+    ctx.echo(f"cell {cell.label}: best_val_accuracy {value:.4f} ({how}) | {progress.line(study)}")
+    _finish_group(ctx, study, cell.group)
+    return 0 if outcome.skipped else 1
+
+
+def _train(ctx: Context, cell: Cell, group_run_id: str, settings: tuple):
+    registry = Registry(ctx.root)
+    planned = plan(registry, cell.entry, [*settings, *cell.variant_overrides, f"training.seed={cell.seed}"])
+    options = RunOptions(
+        kind="seed", parent_run_id=group_run_id, variant=cell.variant, run_name=cell.label, settings=tuple(settings)
+    )
+    return runner.run_once(ctx, planned, options)
+
+
+@contextlib.contextmanager
+def _heartbeat(storage, trial):
+    """On an RDB storage, prove every HEARTBEAT_SECONDS that this worker is alive: a cell
+    whose heartbeat stops is failed and queued again (Optuna's fail_stale_trials)."""
+    if not isinstance(storage, RDBStorage):
+        yield
+        return
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(HEARTBEAT_SECONDS):
+            with contextlib.suppress(Exception):
+                storage.record_heartbeat(trial._trial_id)
+
+    storage.record_heartbeat(trial._trial_id)
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def group_trials(study, group: str) -> list:
+    """The live trials of a group's cells (retried ones replaced by their retries)."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("cell") is not None]
+    retried = {t.user_attrs.get("retry_of") for t in trials} | {t.system_attrs.get("failed_trial") for t in trials}
+    mine = [t for t in trials if _group_of(t) == group and t.number not in retried]
+    return mine
+
+
+def _group_of(trial) -> str:
+    variant = trial.user_attrs.get("variant")
+    return f"{trial.user_attrs['entry']} {variant}" if variant else trial.user_attrs["entry"]
+
+
+def _finish_group(ctx: Context, study, group: str) -> None:
+    """Once every cell of a group has ended: its seed statistics, curves and members, and
+    FINISHED (FAILED if no cell finished)."""
+    from harness.results.stats import seed_statistics
+    from harness.runs.tracked_run import log_group_curves
+
+    trials = group_trials(study, group)
+    if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials):
+        return
+    store = ctx.writable_store
+    run_id = study.user_attrs[GROUPS][group]
+    if store.client.get_run(run_id).info.status in ("FINISHED", "FAILED"):
+        return
+    members = [t.user_attrs["run_id"] for t in trials if t.state == TrialState.COMPLETE and "run_id" in t.user_attrs]
+    if not members:
+        reasons = {t.user_attrs.get("reason", "") for t in trials}
+        store.client.set_tag(run_id, Tag.REASON, "; ".join(sorted(r for r in reasons if r))[:5000])
+        store.client.set_terminated(run_id, "FAILED")
+        return
+    stats = seed_statistics([store.client.get_run(m).data.metrics for m in members])
+    store.log(run_id, metrics=stats, tags={Tag.MEMBERS: ",".join(members)})
+    log_group_curves(store, run_id, members, group)
+    store.client.set_terminated(run_id, "FINISHED")
+
+
+def status_rows(study, cells: list[Cell]) -> list[tuple[str, str]]:
+    """(cell label, state) of every cell: done, running, waiting, failed (with its reason)."""
+    by_cell: dict[int, Any] = {}
+    for trial in study.get_trials(deepcopy=False) if study is not None else []:
+        index = trial.user_attrs.get("cell")
+        if index is not None and trial.number not in {t.user_attrs.get("retry_of") for t in study.trials}:
+            by_cell[index] = trial
+    rows = []
+    for index, cell in enumerate(cells):
+        trial = by_cell.get(index)
+        if trial is None:
+            rows.append((cell.label, "to do"))
+        elif trial.state == TrialState.COMPLETE:
+            rows.append((cell.label, f"done (best_val_accuracy {trial.value:.4f})"))
+        elif trial.state == TrialState.FAIL:
+            rows.append((cell.label, f"failed: {trial.user_attrs.get('reason', 'worker died')}"))
+        else:
+            rows.append((cell.label, trial.state.name.lower()))
+    return rows
+
+
+def all_done(study) -> bool:
+    states = [t.state for t in study.get_trials(deepcopy=False) if "cell" in t.user_attrs]
+    return bool(states) and not any(s in (TrialState.WAITING, TrialState.RUNNING) for s in states)
+
+
+def claim_finalizing(ctx: Context, study, storage) -> bool:
+    """Whether this process does the final steps (once per study, the first to ask)."""
+    with study_lock(ctx.root, storage, study.study_name):
+        if study.user_attrs.get(FINALIZED):
+            return False
+        study.set_user_attr(FINALIZED, f"{socket.gethostname()}:{os.getpid()}")
+        return True

@@ -1,0 +1,80 @@
+"""How the harness names what it keeps in MLflow: its tags (`Tag`), one experiment per
+dataset, and links into MLflow's UI that open in its model-training view (MLflow 3 otherwise
+opens an experiment on its GenAI pages). For the local store the UI is the one `harness ui`
+serves (127.0.0.1:5000 by default); for a tracking server, the server itself. Imports
+nothing heavy, so the commands that only read stay fast."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+TAG = "harness."  # prefix of the harness's own tags, apart from MLflow's
+UI = "http://127.0.0.1:5000"  # harness ui's default address
+VIEW = "workflowType=machine_learning"  # the query MLflow's UI sets for its model-training view
+
+
+class Tag:
+    """The harness's own tag keys, each with what it holds."""
+
+    ENTRY = TAG + "entry"  # the entry a run trained (its file's name)
+    PARENT = TAG + "parent"  # the entry it extends ('' for a root)
+    CHAIN = TAG + "chain"  # its history, root first: 'baseline > ... > adam'
+    STEP = TAG + "step"  # '04 adam': sorting by it gives the report's order
+    KIND = TAG + "kind"  # run | seed | group | variant | trial | study | history | leave_one_out | final
+    VARIANT = TAG + "variant"  # a leave-one-out variant's label: 'without adam'
+    SEED = TAG + "seed"  # the training seed of a single run
+    SEEDS = TAG + "seeds"  # the seeds of a group: '0,1,2'
+    MEMBERS = TAG + "members"  # a group's seed runs (trained or reused), by run id
+    SPEC_FINGERPRINT = TAG + "spec_fingerprint"  # of the resolved spec: equal means the same experiment
+    DATASET_FINGERPRINT = TAG + "dataset_fingerprint"  # of the images and labels used (after subset and split)
+    DATASET = TAG + "dataset"  # the data source: digits, cifar10, folder:DIR
+    SETTINGS = TAG + "settings"  # the overrides apart from the entry, as one reads them
+    SETTINGS_FINGERPRINT = TAG + "settings_fingerprint"  # the same, as a key: runs compare only with equal settings
+    OVERRIDES = TAG + "overrides"  # every override the run was given
+    GIT_COMMIT = TAG + "git_commit"  # HEAD of the project, -dirty with local changes
+    REASON = TAG + "reason"  # why a run ended FAILED or KILLED
+    WARNING = TAG + "warning"  # a warning the run printed (batch-norm lag)
+    BACKUP = TAG + "backup"  # the folder of the run's training-state backup
+    PID = TAG + "pid"  # the process that runs it (orphans are reaped by pid)
+    HOST = TAG + "host"  # the machine that process runs on
+    STUDY = TAG + "study"  # the Optuna study a trial, study run or study cell belongs to
+    TRIAL = TAG + "trial"  # a trial's number in its study
+    SAMPLED = TAG + "sampled"  # the keys a trial sampled
+    TRIAL_STATE = TAG + "trial_state"  # PRUNED for a pruned trial
+    STORAGE = TAG + "storage"  # a study's Optuna storage, credentials redacted
+    METRIC = TAG + "metric"  # a study's monitored metric
+    BEST_TRIAL = TAG + "best_trial"  # a study's best trial number
+    CELLS = TAG + "cells"  # how many cells a `harness study` planned
+    SELECTED = TAG + "selected"  # the entry a study selected
+    FINAL_RUN = TAG + "final_run"  # a study's final (tested, registered) run
+    FULL_RUN = TAG + "full_run"  # a leave-one-out record's full-entry run or group
+    SOURCE_RUN = TAG + "source_run"  # the run whose model a final run tested
+    SELECTED_BY = TAG + "selected_by"  # the validation figure a final run was picked by
+    REGISTERED = TAG + "registered"  # the model version and alias a final run registered
+    BEST_PREFIX = TAG + "best."  # a study's best value of each searched key: harness.best.<key>
+    RESOLVED_PREFIX = TAG + "resolved."  # what each "auto" setting meant: harness.resolved.<name>
+
+
+def experiment_name(source: str, subset: Optional[int]) -> str:
+    """One experiment per dataset: runs on different data are never compared."""
+    return source if subset is None else f"{source} (subset {subset})"
+
+
+def ui_base(tracking_uri: str, base: Optional[str] = None) -> str:
+    """Where the UI of a store is served: `base` if given, the server for http(s) URIs, else
+    harness ui's default address."""
+    if base:
+        return base.rstrip("/")
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return UI
+
+
+def runs_link(tracking_uri: str, experiment_id: str, base: Optional[str] = None) -> str:
+    """An experiment's (a dataset's) runs table."""
+    return f"{ui_base(tracking_uri, base)}/#/experiments/{experiment_id}/runs?{VIEW}"
+
+
+def run_link(tracking_uri: str, experiment_id: str, run_id: str, base: Optional[str] = None) -> str:
+    """One run's page."""
+    return f"{ui_base(tracking_uri, base)}/#/experiments/{experiment_id}/runs/{run_id}?{VIEW}"

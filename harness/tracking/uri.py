@@ -1,0 +1,56 @@
+"""Tracking URIs the harness accepts, checked in a second or two before anything is written:
+a known scheme, an existing folder for a SQLite file, a server that answers. A server that is
+down would otherwise be retried by MLflow for minutes."""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+from harness.errors import HarnessError
+
+PROBE_SECONDS = 5  # a tracking server that does not answer /health within this is down
+SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+def check_uri(uri: str) -> None:
+    """A tracking URI the harness can use, else a one-line HarnessError: a known scheme, an
+    existing folder for SQLite, a server that answers within PROBE_SECONDS."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if scheme not in SCHEMES:
+        raise HarnessError(
+            f"tracking URI {uri!r}: use sqlite:///PATH, http(s)://HOST:PORT of an MLflow server, or postgresql://..."
+        )
+    if scheme == "sqlite":
+        path = sqlite_path(uri)
+        if path and not Path(path).parent.is_dir():
+            raise HarnessError(f"tracking URI {uri!r}: folder {Path(path).parent} does not exist")
+    if scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_SECONDS) as response:
+                response.read(64)
+        except urllib.error.HTTPError:
+            return  # it answers: not every server exposes /health
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise HarnessError(f"tracking URI {uri}: no MLflow server answers ({reason})") from None
+
+
+def sqlite_path(uri: str) -> str:
+    return uri.split("sqlite:///", 1)[-1].split("?", 1)[0] if uri.startswith("sqlite:///") else ""
+
+
+def default_tracking_uri(root: Path) -> str:
+    """$MLFLOW_TRACKING_URI, or the SQLite store in <root>/mlruns (MLflow 3 drops the file store)."""
+    local = f"sqlite:///{(Path(root) / 'mlruns' / 'mlflow.db').resolve()}?timeout=60"
+    return os.environ.get("MLFLOW_TRACKING_URI") or local
+
+
+def require_store(root: Path, tracking_uri: Optional[str]) -> None:
+    """For reading: a missing local store is a HarnessError, not a new empty one."""
+    uri = tracking_uri or default_tracking_uri(root)
+    if uri.startswith("sqlite:") and not Path(sqlite_path(uri)).is_file():
+        raise HarnessError(f"no runs yet: {sqlite_path(uri)} does not exist")

@@ -1,0 +1,40 @@
+"""Whether a model can be built on images of a given size, in pure Python: the feature map
+of every block, checked before TensorFlow is imported or anything is written to the store.
+A lab model with 'valid' padding shrinks an 8x8 digit to nothing by its third block; the
+check says so in one line instead of a Keras traceback from inside a run."""
+
+from __future__ import annotations
+
+from harness.entries.spec import ModelSpec
+from harness.errors import HarnessError
+
+BACKBONE_MIN = 32  # keras.applications' smallest input side for resnet50 and vgg16
+
+
+class CannotBuild(HarnessError):
+    """A spec whose layers do not fit the images; the message starts with 'cannot build:'."""
+
+
+def check(model: ModelSpec, input_shape: tuple[int, ...]) -> None:
+    """Raise CannotBuild when a convolution or pooling of `model` gets an empty input."""
+    if model.arch != "cnn":
+        return  # backbones resize their input to at least BACKBONE_MIN (model._backbone)
+    height, width = (model.input_size, model.input_size) if model.input_size else tuple(input_shape[:2])
+    start = f"{height}x{width}"
+    for b, block in enumerate(model.blocks, start=1):
+        for c in range(1, block.convs + 1):
+            if model.padding == "valid":
+                height, width = height - block.kernel_size + 1, width - block.kernel_size + 1
+                if height < 1 or width < 1:
+                    raise CannotBuild(
+                        f"cannot build: valid padding shrinks {start} to 0 at block {b} "
+                        f"(convolution {c}, kernel {block.kernel_size}x{block.kernel_size}); "
+                        f"use model.padding=same, fewer blocks or a larger model.input_size"
+                    )
+        if block.pool:
+            if height < 2 or width < 2:
+                raise CannotBuild(
+                    f"cannot build: block {b} pools a {height}x{width} feature map (from {start}); "
+                    f"use model.padding=same, fewer blocks or a larger model.input_size"
+                )
+            height, width = height // 2, width // 2
