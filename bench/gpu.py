@@ -107,7 +107,7 @@ def harness_epochs(project: Path) -> dict:
     """Per-epoch images/s, epochs run, best validation accuracy of the harness's final run."""
     from mlflow import MlflowClient
 
-    from harness.tracking.store import default_tracking_uri
+    from harness.tracking.uri import default_tracking_uri
 
     client = MlflowClient(default_tracking_uri(project))
     experiment = next(e for e in client.search_experiments() if e.name != "Default")

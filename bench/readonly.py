@@ -51,7 +51,7 @@ def synthetic_runs(project: Path, count: int) -> int:
     from harness.tracking.store import Store
 
     store = Store(project)
-    experiment_id = store.experiment_id("digits (subset 300)")
+    experiment_id = store.ensure_experiment("digits (subset 300)")
     registry, rng, made = Registry(project), random.Random(0), 0
     history = [entry.name for entry in registry.chain("final")]  # the report's steps, root first
     while made < count:

@@ -99,7 +99,7 @@ def leftovers(project: Path) -> tuple[int, int]:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     from mlflow import MlflowClient
 
-    from harness.tracking.store import default_tracking_uri
+    from harness.tracking.uri import default_tracking_uri
 
     client = MlflowClient(default_tracking_uri(project))
     running = 0

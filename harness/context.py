@@ -6,7 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from harness.tracking.protocol import RunStore
+    from harness.tracking.store import Store
 
 Echo = Callable[[str], None]
 
@@ -24,13 +28,13 @@ class Context:
     verbose: Any = None
 
     @cached_property
-    def store(self):
+    def store(self) -> Store:
         from harness.tracking.store import Store
 
         return Store(self.root, self.tracking_uri)
 
     @cached_property
-    def writable_store(self):
+    def writable_store(self) -> Store:
         """The store, once the runs that dead processes left RUNNING are ended (kill -9)."""
         store = self.store
         for run_id in store.reap_orphans():
@@ -45,20 +49,21 @@ class Context:
         return self.tracking_uri or default_tracking_uri(self.root)
 
     @cached_property
-    def reader(self):
-        """The store for reading: a local SQLite file read directly (store_reader: no MLflow
-        import), else the MLflow store. An absent local store is left absent."""
+    def reader(self) -> RunStore:
+        """The store for reading where a write may follow (a run-ablation that looks for its
+        run, ui's links): the local SQLite file read directly (no MLflow import), else the
+        MLflow store."""
         from harness.tracking.reader import open_reader
 
         return open_reader(self.root, self.tracking_uri) or self.store
 
-    def reading_store(self):
+    @cached_property
+    def strict_reader(self) -> RunStore:
         """The store for a command that only reads: a missing local store, or a local file
-        that is not a store the reader knows (MLflow would migrate it: a write), is an error."""
+        that is not a store the reader knows (MLflow would create or migrate it: a write),
+        is a one-line error."""
         from harness.tracking.reader import open_reader
         from harness.tracking.uri import require_store
 
         require_store(self.root, self.tracking_uri)
-        if "reader" not in self.__dict__:
-            self.__dict__["reader"] = open_reader(self.root, self.tracking_uri, strict=True) or self.store
-        return self.reader
+        return open_reader(self.root, self.tracking_uri, strict=True) or self.store

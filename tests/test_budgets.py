@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from harness.entries import settings
 from harness.results.compare import Scope, compare_table
 from harness.runs.final import select
-from harness.tracking.store import default_tracking_uri
+from harness.tracking.uri import default_tracking_uri
 from tests.conftest import REPO, quiet, run_cli, write_entry
 from tests.test_compare import CHAIN
 

@@ -10,7 +10,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from harness.tracking.store import default_tracking_uri
+from harness.tracking.uri import default_tracking_uri
 from tests.conftest import run_cli, start_cli, write_entry
 
 

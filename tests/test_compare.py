@@ -20,7 +20,8 @@ from harness.results.report import build_report
 from harness.runs import runner
 from harness.runs.final import select
 from harness.study.leave_one_out import leave_one_out
-from harness.tracking.store import Store, default_tracking_uri
+from harness.tracking.store import Store
+from harness.tracking.uri import default_tracking_uri
 from tests.conftest import REPO, quiet, run_cli, write_entry
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only

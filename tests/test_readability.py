@@ -13,7 +13,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from harness.tracking.store import default_tracking_uri
+from harness.tracking.uri import default_tracking_uri
 from harness.tuning import best_entry
 from tests.conftest import run_cli, start_cli, write_entry
 from tests.test_tune import TUNABLE
@@ -193,7 +193,13 @@ def test_stopping_harness_ui_stops_its_server(project, sig, code):
     assert not survivors
 
 
-def test_optuna_is_quiet_about_failed_trials():
-    from harness.tuning import tune  # noqa: F401 - sets Optuna's verbosity on import
+def test_optuna_is_quiet_about_failed_trials(project, capfd):
+    from harness.tuning.storage import open_storage
 
-    assert optuna.logging.get_verbosity() == optuna.logging.ERROR
+    optuna.logging.set_verbosity(optuna.logging.INFO)  # as loud as Optuna gets, whatever ran before
+    storage, _ = open_storage(project, None)  # every way of the harness into Optuna passes here
+    study = optuna.create_study(study_name="quiet", storage=storage)
+    capfd.readouterr()
+    study.optimize(lambda trial: 1 / 0, n_trials=2, catch=(ZeroDivisionError,))
+    assert len(study.trials) == 2 and all(t.state.name == "FAIL" for t in study.trials)
+    assert capfd.readouterr().err == ""  # no "Trial 0 failed with parameters ..." and no traceback

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from harness.tracking.store import default_tracking_uri
+from harness.tracking.uri import default_tracking_uri
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only

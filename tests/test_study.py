@@ -16,7 +16,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from harness.tracking.store import default_tracking_uri
+from harness.tracking.uri import default_tracking_uri
 from tests.conftest import run_cli, write_entry
 from tests.test_leave_one_out import CHAIN
 

@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from harness.entries.registry import Registry
-from harness.tracking.store import default_tracking_uri
+from harness.tracking.uri import default_tracking_uri
 from harness.tuning import best_entry
 from harness.tuning import tune as tuning
 from harness.tuning.tune import TuneSettings

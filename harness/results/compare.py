@@ -23,7 +23,7 @@ from harness.results.stats import difference_interval, welch_p
 from harness.tracking.names import experiment_name
 
 if TYPE_CHECKING:
-    from harness.tracking.store import Store
+    from harness.tracking.protocol import RunStore
 
 ALIASES = {"val_accuracy": "best_val_accuracy", "val_loss": "best_val_loss"}
 CLAIM_FOR = {
@@ -82,9 +82,9 @@ def higher_is_better(metric: str) -> bool:
     return "loss" not in metric and "gap" not in metric and "seconds" not in metric
 
 
-def experiment_for(store: Store, source: str, subset: Optional[int]) -> str:
+def experiment_for(store: RunStore, source: str, subset: Optional[int]) -> str:
     label = experiment_name(source, subset)
-    experiment_id = store.experiment_id(label, create=False)
+    experiment_id = store.experiment_id(label)
     if experiment_id is None:
         known = ", ".join(e.name for e in store.experiments() if e.name != "Default") or "none"
         raise HarnessError(f"no runs on dataset {label!r} (datasets with runs: {known})")
@@ -136,7 +136,7 @@ def compare_table(
     the entries with runs."""
     registry = Registry(ctx.root)
     order = history_order(registry, names, chain)
-    store = ctx.reading_store()
+    store = ctx.strict_reader
     index = RunIndex(store, experiment_for(store, scope.source, scope.subset))
     fingerprint, label = chosen_settings(index, scope, order)
     pinned = dict(scope.pinned)

@@ -12,7 +12,7 @@ from harness.results.stats import Summary, summarize
 from harness.tracking.names import Tag
 
 if TYPE_CHECKING:
-    from harness.tracking.store import Store
+    from harness.tracking.protocol import RunStore
 
 ENTRY_KINDS = ("run", "group")  # what stands for an entry (a group through its seed runs)
 
@@ -61,9 +61,9 @@ def settings_of(run) -> tuple[str, str]:
 class RunIndex:
     """The FINISHED runs of one experiment, newest first, read once."""
 
-    def __init__(self, store: Store, experiment_id: str):
+    def __init__(self, store: RunStore, experiment_id: str):
         self.store, self.experiment_id = store, experiment_id
-        self.runs = store.runs([experiment_id], "attributes.status = 'FINISHED'")
+        self.runs = store.runs(experiment_id, status="FINISHED")
         self.by_id = {run.info.run_id: run for run in self.runs}
 
     def candidates(self, entry: str) -> list[Any]:
@@ -86,7 +86,7 @@ class RunIndex:
     def pinned_or_latest(self, entry: str, fingerprint: Optional[str], pinned: dict[str, str]) -> Optional[Evidence]:
         """The run pinned for this entry (a study's own seed group), else the latest."""
         if entry in pinned:
-            run = self.by_id.get(pinned[entry]) or self.store.client.get_run(pinned[entry])
+            run = self.by_id.get(pinned[entry]) or self.store.get_run(pinned[entry])
             return self.evidence(run, entry) if run.info.status == "FINISHED" else None
         return self.latest(entry, fingerprint)
 
@@ -116,7 +116,7 @@ class RunIndex:
             return [run]
         ids = [i for i in tags.get(Tag.MEMBERS, "").split(",") if i]
         if ids:
-            found = [self.by_id.get(i) or self.store.client.get_run(i) for i in ids]
+            found = [self.by_id.get(i) or self.store.get_run(i) for i in ids]
             return [r for r in found if r.info.status == "FINISHED"] or [run]
         children = [r for r in self.runs if r.data.tags.get("mlflow.parentRunId") == run.info.run_id]
         return children or [run]

@@ -20,7 +20,8 @@ from harness.context import Context
 from harness.errors import HarnessError
 from harness.results import tables
 from harness.results.compare import Comparison, Scope, chart, compare_table, experiment_for
-from harness.tracking.names import TAG, Tag, run_link
+from harness.tracking.names import Tag, run_link
+from harness.tracking.protocol import RunStore
 
 REPORT_FORMATS = ("md", "html")
 STUDY_PLOTS = ("optimization_history.png", "param_importances.png")
@@ -45,7 +46,7 @@ def build_report(ctx: Context, scope: Scope, out: Path, fmt: str = "md") -> Path
     from harness.paths import reports
 
     check_format(fmt)
-    store = ctx.reading_store()
+    store = ctx.strict_reader
     experiment_id = experiment_for(store, scope.source, scope.subset)
     comparison = compare_table(ctx, scope)
     if out.parent == reports(ctx.root):
@@ -86,14 +87,14 @@ def _history(comparison: Comparison, scope: Scope, work: Path, link) -> Section:
     return Section("History", text, tables.comparison(comparison.frame, scope.key), [(caption, image)], links)
 
 
-def _download(store, run_id: str, artifact: str, folder: Path) -> Optional[Path]:
+def _download(store: RunStore, run_id: str, artifact: str, folder: Path) -> Optional[Path]:
     try:
-        return Path(store.client.download_artifacts(run_id, artifact, str(folder)))
-    except Exception:  # noqa: BLE001 - a run without this artifact is shown without it
+        return store.download_artifact(run_id, artifact, folder)
+    except FileNotFoundError:  # a run without this artifact is shown without it
         return None
 
 
-def _curves(store, frame: pd.DataFrame, work: Path, link) -> Section:
+def _curves(store: RunStore, frame: pd.DataFrame, work: Path, link) -> Section:
     images, links = [], []
     for row in frame.itertuples():
         if not row.run:
@@ -109,13 +110,13 @@ def _curves(store, frame: pd.DataFrame, work: Path, link) -> Section:
     return Section("Learning curves", text, None, images, links)
 
 
-def _latest_of_kind(store, experiment_id: str, kind: str):
+def _latest_of_kind(store: RunStore, experiment_id: str, kind: str):
     """The latest FINISHED run of this kind in the experiment, or None."""
-    runs = store.runs([experiment_id], f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = '{kind}'", max_results=1)
+    runs = store.runs(experiment_id, status="FINISHED", tags={Tag.KIND: kind}, limit=1)
     return runs[0] if runs else None
 
 
-def _leave_one_out(store, experiment_id: str, work: Path, link) -> Optional[Section]:
+def _leave_one_out(store: RunStore, experiment_id: str, work: Path, link) -> Optional[Section]:
     run = _latest_of_kind(store, experiment_id, "leave_one_out")
     if run is None:
         return None
@@ -135,14 +136,14 @@ def _leave_one_out(store, experiment_id: str, work: Path, link) -> Optional[Sect
     )
 
 
-def _tuning(store, experiment_id: str, work: Path, link) -> Optional[Section]:
-    studies = store.runs([experiment_id], f"tags.`{TAG}kind` = 'study'")
+def _tuning(store: RunStore, experiment_id: str, work: Path, link) -> Optional[Section]:
+    studies = store.runs(experiment_id, tags={Tag.KIND: "study"})
     if not studies:
         return None
     rows, images, links = [], [], []
     for run in studies:
         tags, metrics = run.data.tags, run.data.metrics
-        best = {k[len(f"{TAG}best.") :]: v for k, v in tags.items() if k.startswith(f"{TAG}best.")}
+        best = {k.removeprefix(Tag.BEST_PREFIX): v for k, v in tags.items() if k.startswith(Tag.BEST_PREFIX)}
         name = tags.get(Tag.STUDY, run.info.run_name)
         rows.append(
             {
@@ -172,7 +173,7 @@ def _short(value: str) -> str:
         return value
 
 
-def _final(store, experiment_id: str, work: Path, link) -> Optional[Section]:
+def _final(store: RunStore, experiment_id: str, work: Path, link) -> Optional[Section]:
     run = _latest_of_kind(store, experiment_id, "final")
     if run is None:
         return None

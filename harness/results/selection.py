@@ -18,6 +18,7 @@ from harness.paths import slug
 from harness.results.compare import Scope, experiment_for, higher_is_better, history_order
 from harness.results.evidence import Evidence, RunIndex
 from harness.results.tables import mean_over_seeds
+from harness.tracking.protocol import RunStore
 
 ALIAS = "champion"
 
@@ -75,7 +76,7 @@ def pick(ctx: Context, scope: Scope, names: Optional[Sequence[str]] = None) -> P
     key = scope.key
     registry = Registry(ctx.root)
     order = history_order(registry, names, None)
-    store = ctx.reading_store()
+    store = ctx.strict_reader
     index = RunIndex(store, experiment_for(store, scope.source, scope.subset))
     wanted = scope.settings if scope.settings is not None else ()
     fingerprint, label = run_settings.fingerprint(wanted), run_settings.label(wanted)
@@ -102,8 +103,8 @@ def pick(ctx: Context, scope: Scope, names: Optional[Sequence[str]] = None) -> P
     return picked
 
 
-def _best_member(store, evidence: Evidence, key: str) -> str:
+def _best_member(store: RunStore, evidence: Evidence, key: str) -> str:
     """Of a group's seed runs, the one whose model is taken: the best on the metric."""
-    runs = [store.client.get_run(run_id) for run_id in evidence.run_ids]
+    runs = [store.get_run(run_id) for run_id in evidence.run_ids]
     better = max if higher_is_better(key) else min
     return better(runs, key=lambda r: r.data.metrics.get(key, float("nan"))).info.run_id

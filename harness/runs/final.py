@@ -108,7 +108,7 @@ def _load_model(store: Store, picked: Pick, folder: Path):
     from harness.training import model as _model  # noqa: F401 - registers the harness's custom layers
 
     try:
-        local = store.client.download_artifacts(picked.source_run_id, "model.keras", str(folder))
+        local = store.download_artifact(picked.source_run_id, "model.keras", folder)
     except Exception as exc:  # noqa: BLE001 - missing artifact or unreachable store
         raise HarnessError(f"run {picked.source_run_id} of {picked.name} has no model.keras artifact ({exc})") from None
     try:
@@ -133,7 +133,7 @@ def _test(store: Store, picked: Pick, source: str, folder: Path) -> Tested:
 
 def _final_tags(store: Store, scope: Scope, picked: Pick) -> dict[str, str]:
     """The final run's tags: what it is, what it was picked by, and its source run's identity."""
-    source_tags = store.client.get_run(picked.source_run_id).data.tags
+    source_tags = store.get_run(picked.source_run_id).data.tags
     key, evidence = scope.key, picked.evidence
     copied = (Tag.STEP, Tag.SETTINGS, Tag.SETTINGS_FINGERPRINT, Tag.SPEC_FINGERPRINT, Tag.DATASET_FINGERPRINT)
     return {

@@ -23,6 +23,7 @@ from harness.runs.tracked_run import Outcome, RunOptions, log_group_curves, trac
 from harness.tracking.names import Tag, run_link
 
 if TYPE_CHECKING:
+    from harness.tracking.protocol import RunStore
     from harness.tracking.store import Store
 
 MAX_SEEDS = 1000  # a group of more runs than this is a typo
@@ -103,12 +104,12 @@ def run_once(ctx: Context, planned: Planned, options: RunOptions, *, force: bool
         Tag.DATASET_FINGERPRINT: planned.data.fingerprint,
     }
     if not force:
-        experiment_id = ctx.reader.experiment_id(planned.experiment, create=False)
+        experiment_id = ctx.reader.experiment_id(planned.experiment)
         done = experiment_id and _finished(ctx.reader, experiment_id, identity, options.variant)
         if done:
             return _already_done(ctx, planned, done, experiment_id)
     store = ctx.writable_store
-    experiment_id = store.experiment_id(planned.experiment)
+    experiment_id = store.ensure_experiment(planned.experiment)
     lock = paths.run_lock(ctx.root, f"{r.fingerprint()}-{planned.data.fingerprint}")
     waiting = lambda pid: ctx.echo(
         f"{r.name}: process {pid} is training the same spec on the same data; waiting for it"
@@ -131,11 +132,10 @@ def _already_done(ctx: Context, planned: Planned, done, experiment_id: str) -> O
     return Outcome(done.info.run_id, experiment_id, "FINISHED", skipped=True, metrics=dict(done.data.metrics))
 
 
-def _finished(store: Store, experiment_id: str, identity: dict[str, str], variant: Optional[str]):
+def _finished(store: RunStore, experiment_id: str, identity: dict[str, str], variant: Optional[str]):
     """The latest FINISHED plain run or seed child of this spec and data (a trial, or a run
     of another variant, does not count: compare would not find it as this entry's)."""
-    clauses = ["attributes.status = 'FINISHED'", *(f"tags.`{k}` = '{v}'" for k, v in identity.items())]
-    runs = store.runs([experiment_id], " and ".join(clauses), max_results=50)
+    runs = store.runs(experiment_id, status="FINISHED", tags=identity, limit=50)
     return next((run for run in runs if _same_cell(run, variant)), None)
 
 
@@ -149,32 +149,32 @@ def _same_cell(run, variant: Optional[str]) -> bool:
 
 def _resumable(ctx: Context, experiment_id: str, identity: dict[str, str], variant: Optional[str]) -> Optional[str]:
     """The latest FAILED or KILLED run of this spec and data that left a backup, if any."""
-    clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in identity.items())
-    for run in ctx.writable_store.runs(
-        [experiment_id], f"attributes.status != 'FINISHED' and {clauses}", max_results=20
-    ):
-        ended = run.info.status in ("FAILED", "KILLED")
-        if ended and _same_cell(run, variant) and paths.backup_state(ctx.root, run.info.run_id).is_file():
+    ended = ctx.writable_store.runs(experiment_id, status=("FAILED", "KILLED"), tags=identity, limit=20)
+    for run in ended:
+        if _same_cell(run, variant) and paths.backup_state(ctx.root, run.info.run_id).is_file():
             return run.info.run_id
     return None
 
 
-def _run_group(ctx: Context, registry: Registry, planned: Planned, seeds: list[int], **how) -> Outcome:
-    """how: force, variant (a Variant or None), settings (the user's overrides)."""
-    r, variant = planned.resolved, how["variant"]
-    label = variant.label if variant else None
+def _run_group(
+    ctx: Context,
+    registry: Registry,
+    planned: Planned,
+    seeds: list[int],
+    *,
+    force: bool,
+    variant: Optional[Variant],
+    settings: tuple[str, ...],
+) -> Outcome:
+    """A group run over `seeds`, one child per seed (a seed already finished is reused);
+    reused whole where the same group finished before, unless `force`."""
+    r, label = planned.resolved, variant.label if variant else None
     per_seed = [plan(registry, r.name, [*r.overrides, f"training.seed={s}"]) for s in seeds]
     store = ctx.writable_store
-    experiment_id = store.experiment_id(planned.experiment)
-    tags = run_tags(planned, "variant" if variant else "group", ctx.root, how["settings"])
-    del tags[Tag.SEED]
-    tags[Tag.SEEDS] = ",".join(str(s) for s in seeds)
-    if label:
-        tags[Tag.VARIANT] = label
-    tags[Tag.SPEC_FINGERPRINT] = _group_fingerprint(r, seeds)
-    identity = {k: tags[k] for k in (Tag.SPEC_FINGERPRINT, Tag.DATASET_FINGERPRINT, Tag.KIND)}
-    if not how["force"]:
-        done = store.find_finished(experiment_id, identity)
+    experiment_id = store.ensure_experiment(planned.experiment)
+    tags = _group_tags(ctx, planned, seeds, label, settings)
+    if not force:
+        done = _finished_group(store, experiment_id, tags)
         if done is not None:
             ctx.echo(f"{r.name}: seeds {seeds} already done in group run {done.info.run_id}; --force runs them again")
             ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, done.info.run_id)}")
@@ -183,31 +183,70 @@ def _run_group(ctx: Context, registry: Registry, planned: Planned, seeds: list[i
         seeded.data.check_data()  # before the group run exists
     title = f"{r.name} {label}" if label else r.name
     with store.run(experiment_id, f"{title} x{len(seeds)} seeds", tags) as group:
-        store.log(group.info.run_id, params={k: v for k, v in r.flat().items() if k != "training.seed"})
-        from harness.tracking.run_inputs import log_dataset_inputs
-
-        log_dataset_inputs(store.client, group.info.run_id, planned.data)
-        children = []
-        for seed, seeded in zip(seeds, per_seed):
-            GUARD.check()
-            ctx.echo(f"--- seed {seed}")
-            options = RunOptions(
-                kind="seed",
-                parent_run_id=group.info.run_id,
-                variant=label,
-                run_name=f"{title} seed {seed}",
-                settings=how["settings"],
-            )
-            children.append(run_once(ctx, seeded, options, force=how["force"]))  # a finished seed is reused
-            store.log(group.info.run_id, tags={Tag.MEMBERS: ",".join(c.run_id for c in children)})
+        group_id = group.info.run_id
+        _log_group_inputs(store, group_id, planned)
+        children = _train_seeds(ctx, group_id, per_seed, title=title, label=label, settings=settings, force=force)
         stats = seed_statistics([c.metrics for c in children])
-        store.log(group.info.run_id, metrics=stats)
-        log_group_curves(store, group.info.run_id, [c.run_id for c in children], f"{title} on {planned.data.source}")
-    ctx.echo(
-        f"{r.name}: best val_accuracy {format_summary(stats, 'best_val_accuracy')}  (group run {group.info.run_id})"
-    )
-    ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, group.info.run_id)}")
-    return Outcome(group.info.run_id, experiment_id, "FINISHED", metrics=stats, children=children)
+        store.log(group_id, metrics=stats)
+        log_group_curves(store, group_id, [c.run_id for c in children], f"{title} on {planned.data.source}")
+    ctx.echo(f"{r.name}: best val_accuracy {format_summary(stats, 'best_val_accuracy')}  (group run {group_id})")
+    ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, group_id)}")
+    return Outcome(group_id, experiment_id, "FINISHED", metrics=stats, children=children)
+
+
+def _group_tags(
+    ctx: Context, planned: Planned, seeds: list[int], label: Optional[str], settings: tuple[str, ...]
+) -> dict[str, str]:
+    """A group's tags: a run's, less the seed, plus its seeds, its variant, and a fingerprint
+    of the spec and the seeds (a group of other seeds is another group)."""
+    tags = run_tags(planned, "variant" if label else "group", ctx.root, settings)
+    del tags[Tag.SEED]
+    tags[Tag.SEEDS] = ",".join(str(s) for s in seeds)
+    if label:
+        tags[Tag.VARIANT] = label
+    tags[Tag.SPEC_FINGERPRINT] = _group_fingerprint(planned.resolved, seeds)
+    return tags
+
+
+def _finished_group(store: RunStore, experiment_id: str, tags: dict[str, str]):
+    """The latest FINISHED group of the same spec, seeds, data and kind, or None."""
+    identity = {k: tags[k] for k in (Tag.SPEC_FINGERPRINT, Tag.DATASET_FINGERPRINT, Tag.KIND)}
+    found = store.runs(experiment_id, status="FINISHED", tags=identity, limit=1)
+    return found[0] if found else None
+
+
+def _log_group_inputs(store: Store, group_id: str, planned: Planned) -> None:
+    """The group's params (its spec less the seed) and its data as MLflow inputs."""
+    from harness.tracking.run_inputs import log_dataset_inputs
+
+    r = planned.resolved
+    store.log(group_id, params={k: v for k, v in r.flat().items() if k != "training.seed"})
+    log_dataset_inputs(store.client, group_id, planned.data)
+
+
+def _train_seeds(
+    ctx: Context,
+    group_id: str,
+    per_seed: list[Planned],
+    *,
+    title: str,
+    label: Optional[str],
+    settings: tuple[str, ...],
+    force: bool,
+) -> list[Outcome]:
+    """Each seed as a child of the group (a finished one reused), the members tag kept
+    current so an interrupted group still says which runs it holds."""
+    store, children = ctx.writable_store, []
+    for seeded in per_seed:
+        GUARD.check()
+        seed = seeded.spec.training.seed
+        ctx.echo(f"--- seed {seed}")
+        options = RunOptions(
+            kind="seed", parent_run_id=group_id, variant=label, run_name=f"{title} seed {seed}", settings=settings
+        )
+        children.append(run_once(ctx, seeded, options, force=force))
+        store.log(group_id, tags={Tag.MEMBERS: ",".join(c.run_id for c in children)})
+    return children
 
 
 def _group_fingerprint(resolved: Resolved, seeds: list[int]) -> str:

@@ -22,7 +22,7 @@ from harness.entries.yamlio import dump_yaml
 from harness.errors import RunFailed
 from harness.interrupts import GUARD
 from harness.runs.planning import Planned, run_tags
-from harness.tracking.names import TAG, Tag
+from harness.tracking.names import Tag
 
 if TYPE_CHECKING:  # MLflow loads with the store, so a run found done answers without it
     from harness.tracking.store import Store
@@ -59,84 +59,141 @@ class Outcome:
     children: list[Outcome] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Start:
+    """A run about to fit: the built model, the training state it resumes (None for a new
+    run), the epochs that state has done, the run it reopens, and the backup identity."""
+
+    model: Any
+    resumed: Optional[dict]
+    epochs_done: int
+    resume_run_id: Optional[str]
+    identity: str
+
+
 def tracked_fit(ctx: Context, planned: Planned, options: RunOptions, resume_run_id: Optional[str] = None) -> Outcome:
     """Build, then open a run (or reopen `resume_run_id` with its whole training state),
     fit with per-epoch logging and checkpoints, evaluate, log final metrics and artifacts,
     and end the run."""
     from harness.training.quiet import load_keras
 
-    store, echo, r = ctx.writable_store, ctx.echo, planned.resolved  # a bad store fails before TensorFlow loads
+    store, r = ctx.writable_store, planned.resolved  # a bad store fails before TensorFlow loads
     load_keras()
-    from harness.runs.epoch_logger import EpochLogger
-    from harness.training import checkpoint, train
-    from harness.training.evaluate import evaluate
+    from harness.training import train
 
-    experiment_id = store.experiment_id(planned.experiment)
-    model = train.build(planned.spec, planned.data)  # bad model settings fail before any run exists
-    identity = f"{r.fingerprint()}/{planned.data.fingerprint}"
-    resumed, epochs_done = None, 0
-    if resume_run_id is not None:
-        try:
-            resumed = checkpoint.load(paths.backup_dir(ctx.root, resume_run_id), identity)
-            epochs_done = checkpoint.restore(resumed, model)
-        except checkpoint.CheckpointError as exc:
-            echo(f"cannot resume run {resume_run_id}: {exc}; training from the start in a new run")
-            resumed, resume_run_id = None, None
+    experiment_id = store.ensure_experiment(planned.experiment)
+    start = _build(ctx, planned, resume_run_id)  # bad model settings fail before any run exists
     warning = train.batch_norm_warning(planned.spec, len(planned.data.train))
     if warning:
-        echo(f"warning: {warning}")
+        ctx.echo(f"warning: {warning}")
     GUARD.check()
     tags = {**run_tags(planned, options.kind, ctx.root, options.settings), **options.tags}
     if options.variant:
         tags[Tag.VARIANT] = options.variant
-    with store.run(experiment_id, options.run_name or r.name, tags, options.parent_run_id, run_id=resume_run_id) as run:
+    name = options.run_name or r.name
+    with store.run(experiment_id, name, tags, options.parent_run_id, run_id=start.resume_run_id) as run:
         run_id = run.info.run_id
-        backup_dir = paths.backup_dir(ctx.root, run_id)
-        if resume_run_id is None:
-            settings = train.resolved_settings(planned.spec, len(planned.data.train))
-            extra = {Tag.BACKUP: str(backup_dir), **{f"{TAG}resolved.{k}": v for k, v in settings.items()}}
-            if warning:
-                extra[Tag.WARNING] = warning
-            store.log(run_id, params=r.flat(), tags=extra)
-            from harness.tracking.run_inputs import log_dataset_inputs
+        if start.resume_run_id is None:
+            _log_start(ctx, run_id, planned, warning)
+        _say_start(ctx, planned, run_id, start)
+        result = _fit(ctx, planned, options, run_id, start)
+        ctx.echo(f"{r.name}: evaluating {len(planned.data.val)} validation images, writing the model and artifacts")
+        metrics = _evaluate_and_record(store, run_id, planned, options, start, result)
+    shutil.rmtree(paths.backup_dir(ctx.root, run_id), ignore_errors=True)
+    ctx.echo(_summary(r.name, run_id, metrics))
+    return Outcome(run_id, experiment_id, "FINISHED", resumed_from_epoch=start.epochs_done, metrics=metrics)
 
-            log_dataset_inputs(store.client, run_id, planned.data)
-        logged_through = _last_logged_epoch(store, run_id) if resume_run_id else 0
-        echo(
-            f"{'resuming' if resume_run_id else 'training'} {r.name} [{' > '.join(r.chain[-3:])}] on "
-            f"{planned.data.source}: {len(planned.data.train)} train / {len(planned.data.val)} val images, "
-            f"up to {planned.spec.training.epochs} epochs -> MLflow run {run_id}"
-            + (f" (from epoch {epochs_done + 1})" if resume_run_id else "")
-        )
-        core = train.core_callbacks(planned.spec)
-        callbacks = [*core, EpochLogger(store.client, run_id, skip_through=logged_through)]
-        if options.checkpoints:
-            callbacks.append(checkpoint.Checkpoint(backup_dir, identity, core, resumed))
-        callbacks.extend(options.callbacks)
-        sampling = store.system_metrics(run_id, planned.spec.training.system_metrics, resumed=bool(resume_run_id))
-        try:
-            with sampling:
-                result = train.fit(
-                    planned.spec, planned.data, model, callbacks, verbose=ctx.verbose, initial_epoch=epochs_done
-                )
-        except train.TrainingDiverged as exc:
-            raise RunFailed(str(exc), run_id) from None
-        echo(f"{r.name}: evaluating {len(planned.data.val)} validation images, writing the model and artifacts")
-        history = _full_history(store, run_id, result.history) if resume_run_id else result.history
-        evaluation = evaluate(model, planned.data.val, planned.data.class_names)
-        GUARD.check()
-        metrics = final_metrics(planned.spec, history, result, model.count_params())
-        metrics.update(evaluation.metrics("val", final=True))
-        store.log(run_id, metrics=metrics)
-        _log_artifacts(store, run_id, planned, Trained(model, history, evaluation), options.save_model)
-        GUARD.check()
-    shutil.rmtree(backup_dir, ignore_errors=True)
-    echo(_summary(r.name, run_id, metrics))
-    return Outcome(run_id, experiment_id, "FINISHED", resumed_from_epoch=epochs_done, metrics=metrics)
+
+def _build(ctx: Context, planned: Planned, resume_run_id: Optional[str]) -> Start:
+    """The compiled model, with the backed-up state of `resume_run_id` put back into it; a
+    backup that does not fit is said and the run starts afresh in a new run."""
+    from harness.training import checkpoint, train
+
+    model = train.build(planned.spec, planned.data)
+    identity = f"{planned.resolved.fingerprint()}/{planned.data.fingerprint}"
+    if resume_run_id is None:
+        return Start(model, None, 0, None, identity)
+    try:
+        resumed = checkpoint.load(paths.backup_dir(ctx.root, resume_run_id), identity)
+        return Start(model, resumed, checkpoint.restore(resumed, model), resume_run_id, identity)
+    except checkpoint.CheckpointError as exc:
+        ctx.echo(f"cannot resume run {resume_run_id}: {exc}; training from the start in a new run")
+        return Start(model, None, 0, None, identity)
+
+
+def _log_start(ctx: Context, run_id: str, planned: Planned, warning: Optional[str]) -> None:
+    """A new run's params (the whole spec), what its "auto" settings meant here, where its
+    backup lives, its warning, and its data as MLflow inputs."""
+    from harness.tracking.run_inputs import log_dataset_inputs
+    from harness.training import train
+
+    store = ctx.writable_store
+    settings = train.resolved_settings(planned.spec, len(planned.data.train))
+    extra = {
+        Tag.BACKUP: str(paths.backup_dir(ctx.root, run_id)),
+        **{f"{Tag.RESOLVED_PREFIX}{k}": v for k, v in settings.items()},
+    }
+    if warning:
+        extra[Tag.WARNING] = warning
+    store.log(run_id, params=planned.resolved.flat(), tags=extra)
+    log_dataset_inputs(store.client, run_id, planned.data)
+
+
+def _say_start(ctx: Context, planned: Planned, run_id: str, start: Start) -> None:
+    r, data = planned.resolved, planned.data
+    resuming = start.resume_run_id is not None
+    ctx.echo(
+        f"{'resuming' if resuming else 'training'} {r.name} [{' > '.join(r.chain[-3:])}] on "
+        f"{data.source}: {len(data.train)} train / {len(data.val)} val images, "
+        f"up to {planned.spec.training.epochs} epochs -> MLflow run {run_id}"
+        + (f" (from epoch {start.epochs_done + 1})" if resuming else "")
+    )
+
+
+def _fit(ctx: Context, planned: Planned, options: RunOptions, run_id: str, start: Start):
+    """train.fit with the epoch logger, the checkpoint and the caller's callbacks, under
+    MLflow's system-metrics sampling when asked for; a NaN loss ends the run FAILED."""
+    from harness.runs.epoch_logger import EpochLogger
+    from harness.training import checkpoint, train
+
+    store, resuming = ctx.writable_store, start.resume_run_id is not None
+    logged_through = _last_logged_epoch(store, run_id) if resuming else 0
+    core = train.core_callbacks(planned.spec)
+    callbacks = [*core, EpochLogger(store.client, run_id, skip_through=logged_through)]
+    if options.checkpoints:
+        backup = paths.backup_dir(ctx.root, run_id)
+        callbacks.append(checkpoint.Checkpoint(backup, start.identity, core, start.resumed))
+    callbacks.extend(options.callbacks)
+    sampling = store.system_metrics(run_id, planned.spec.training.system_metrics, resumed=resuming)
+    try:
+        with sampling:
+            return train.fit(
+                planned.spec, planned.data, start.model, callbacks, verbose=ctx.verbose, initial_epoch=start.epochs_done
+            )
+    except train.TrainingDiverged as exc:
+        raise RunFailed(str(exc), run_id) from None
+
+
+def _evaluate_and_record(
+    store: Store, run_id: str, planned: Planned, options: RunOptions, start: Start, result
+) -> dict[str, float]:
+    """Evaluate on the validation split, log the final metrics and the artifacts."""
+    from harness.training.evaluate import evaluate
+
+    resuming = start.resume_run_id is not None
+    history = _full_history(store, run_id, result.history) if resuming else result.history
+    evaluation = evaluate(start.model, planned.data.val, planned.data.class_names)
+    GUARD.check()
+    metrics = final_metrics(planned.spec, history, result, start.model.count_params())
+    metrics.update(evaluation.metrics("val", final=True))
+    store.log(run_id, metrics=metrics)
+    _log_artifacts(store, run_id, planned, Trained(start.model, history, evaluation), options.save_model)
+    GUARD.check()
+    return metrics
 
 
 def _last_logged_epoch(store: Store, run_id: str) -> int:
-    points = store.client.get_metric_history(run_id, "loss")
+    points = store.metric_history(run_id, "loss")
     return max((p.step for p in points), default=0)
 
 
@@ -144,7 +201,7 @@ def _full_history(store: Store, run_id: str, latest: dict[str, list[float]]) -> 
     """Per-epoch history of a resumed run, read back from MLflow (one value per epoch)."""
     history = {}
     for key in latest:
-        points = {p.step: p.value for p in store.client.get_metric_history(run_id, key)}
+        points = {p.step: p.value for p in store.metric_history(run_id, key)}
         history[key] = [points[s] for s in sorted(points)]
     return history
 
@@ -214,7 +271,7 @@ def log_group_curves(store: Store, group_run_id: str, member_ids: Sequence[str],
     histories: dict[str, list[list[float]]] = {}
     for run_id in member_ids:
         for key in CURVE_METRICS:
-            points = sorted(store.client.get_metric_history(run_id, key), key=lambda p: p.step)
+            points = sorted(store.metric_history(run_id, key), key=lambda p: p.step)
             histories.setdefault(key, []).append([p.value for p in points])
     with tempfile.TemporaryDirectory(prefix="harness-group-") as tmp:
         path = plots.seed_curves(histories, title, Path(tmp) / "learning_curves.png")

@@ -27,7 +27,7 @@ from harness.results.evidence import Evidence, RunIndex
 from harness.results.stats import difference_interval, welch_p
 from harness.runs import runner
 from harness.study.leave_one_out import Variant, leave_one_out
-from harness.tracking.names import TAG, Tag, run_link
+from harness.tracking.names import Tag, run_link
 from harness.training.geometry import CannotBuild
 
 
@@ -58,7 +58,7 @@ def run_leave_one_out(ctx: Context, name: str, overrides: list[str], **how) -> A
     full = runner.run_ablation(ctx, name, overrides, seeds=seeds, force=force)
     store = ctx.writable_store
     index = RunIndex(store, full.experiment_id)
-    full_evidence = index.evidence(store.client.get_run(full.run_id), name)
+    full_evidence = index.evidence(store.get_run(full.run_id), name)
     rows = [ablation_row(name, "(all steps)", full_evidence, None, key, "")]
     runnable = [v for v in variants if v.runnable]
     ablation = Ablation(pd.DataFrame(), overwritten=[v.step for v in variants if not v.runnable])
@@ -100,9 +100,7 @@ def _run_variant(ctx: Context, name: str, overrides: list[str], variant: Variant
         return None, f"out of memory: {str(exc).splitlines()[0][:160]}"
     GUARD.check()
     store = ctx.writable_store
-    return RunIndex(store, outcome.experiment_id).evidence(
-        store.client.get_run(outcome.run_id), label
-    ), variant.describe()
+    return RunIndex(store, outcome.experiment_id).evidence(store.get_run(outcome.run_id), label), variant.describe()
 
 
 def ablation_row(
@@ -162,18 +160,18 @@ def record(ctx: Context, full: tuple[str, str], ablation: Ablation, about: tuple
 
     (full_run_id, experiment_id), (name, key, chart) = full, about
     store = ctx.writable_store
-    full_run = store.client.get_run(full_run_id)
+    full_run = store.get_run(full_run_id)
     keep = (
-        "entry",
-        "step",
-        "chain",
-        "settings",
-        "settings_fingerprint",
-        "dataset",
-        "dataset_fingerprint",
-        "git_commit",
+        Tag.ENTRY,
+        Tag.STEP,
+        Tag.CHAIN,
+        Tag.SETTINGS,
+        Tag.SETTINGS_FINGERPRINT,
+        Tag.DATASET,
+        Tag.DATASET_FINGERPRINT,
+        Tag.GIT_COMMIT,
     )
-    tags = {f"{TAG}{k}": full_run.data.tags[f"{TAG}{k}"] for k in keep if f"{TAG}{k}" in full_run.data.tags}
+    tags = {k: full_run.data.tags[k] for k in keep if k in full_run.data.tags}
     tags.update({Tag.KIND: "leave_one_out", Tag.FULL_RUN: full_run_id})
     tags.update({k: v for k, v in full_run.data.tags.items() if k.startswith("mlflow.source.")})
     run = store.client.create_run(experiment_id, run_name=f"{name} leave-one-out", tags=tags)

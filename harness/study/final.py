@@ -32,12 +32,12 @@ def finalize(ctx: Context, study, plan_: StudyPlan, first) -> None:
     groups: dict[str, str] = study.user_attrs[GROUPS]
     history_run = study.user_attrs[HISTORY_RUN]
     chain = Registry(ctx.root).history(plan_.target)
-    finished = {g: r for g, r in groups.items() if store.client.get_run(r).info.status == "FINISHED"}
+    finished = {g: r for g, r in groups.items() if store.get_run(r).info.status == "FINISHED"}
     pinned = tuple((entry, finished[entry]) for entry in chain if entry in finished)
     scope = Scope(first.data.source, first.spec.data.subset, METRIC, settings=plan_.overrides, pinned=pinned)
     comparison = compare_table(ctx, scope, chain=plan_.target)
     ctx.echo(render(comparison, scope, "table"))
-    experiment_id = store.experiment_id(first.experiment)
+    experiment_id = store.ensure_experiment(first.experiment)
     with tempfile.TemporaryDirectory(prefix="harness-study-") as tmp:
         folder = Path(tmp)
         comparison.frame.to_csv(folder / "history.csv", index=False)
@@ -68,17 +68,17 @@ def _leave_one_out(ctx: Context, plan_: StudyPlan, runs: tuple) -> None:
     store = ctx.writable_store
     index = RunIndex(store, experiment_id)
     target = plan_.target
-    full = index.evidence(store.client.get_run(finished[target]), target)
+    full = index.evidence(store.get_run(finished[target]), target)
     rows = [loo.ablation_row(target, "(all steps)", full, None, METRIC, "")]
     for variant in leave_one_out(Registry(ctx.root), target, list(plan_.overrides)):
         group = f"{target} without {variant.step}"
         if not variant.runnable:
             rows.append(loo.ablation_row(target, variant.step, None, None, METRIC, variant.describe()))
         elif group in finished:
-            evidence = index.evidence(store.client.get_run(finished[group]), group)
+            evidence = index.evidence(store.get_run(finished[group]), group)
             rows.append(loo.ablation_row(target, variant.step, evidence, full, METRIC, variant.describe()))
         elif group in groups:
-            reason = store.client.get_run(groups[group]).data.tags.get(Tag.REASON, "did not finish")
+            reason = store.get_run(groups[group]).data.tags.get(Tag.REASON, "did not finish")
             rows.append(loo.ablation_row(target, variant.step, None, None, METRIC, reason))
         else:
             reason = cannot_build.get(group, "not a cell of the study")

@@ -38,7 +38,6 @@ from harness.tracking.names import Tag
 from harness.training.geometry import CannotBuild
 from harness.tuning.storage import HEARTBEAT_SECONDS, fail_stale_trials, open_storage, study_lock
 
-optuna.logging.set_verbosity(optuna.logging.ERROR)
 HISTORY_RUN = "mlflow_history_run_id"  # study user attributes
 GROUPS = "mlflow_group_runs"
 CELLS = "cells"
@@ -129,7 +128,7 @@ def _create(ctx: Context, study, cells: list[Cell], first_settings: tuple) -> No
 
     first, settings = first_settings
     store = ctx.writable_store
-    experiment_id = store.experiment_id(first.experiment)
+    experiment_id = store.ensure_experiment(first.experiment)
     tags = run_tags(first, "history", ctx.root, settings)
     tags.update({Tag.STUDY: study.study_name, Tag.CELLS: str(len(cells))})
     history = store.client.create_run(experiment_id, run_name=f"{first.resolved.name} study", tags=tags)
@@ -272,7 +271,7 @@ def _finish_group(ctx: Context, study, group: str) -> None:
         return
     store = ctx.writable_store
     run_id = study.user_attrs[GROUPS][group]
-    if store.client.get_run(run_id).info.status in ("FINISHED", "FAILED"):
+    if store.get_run(run_id).info.status in ("FINISHED", "FAILED"):
         return
     members = [t.user_attrs["run_id"] for t in trials if t.state == TrialState.COMPLETE and "run_id" in t.user_attrs]
     if not members:
@@ -280,7 +279,7 @@ def _finish_group(ctx: Context, study, group: str) -> None:
         store.client.set_tag(run_id, Tag.REASON, "; ".join(sorted(r for r in reasons if r))[:5000])
         store.client.set_terminated(run_id, "FAILED")
         return
-    stats = seed_statistics([store.client.get_run(m).data.metrics for m in members])
+    stats = seed_statistics([store.get_run(m).data.metrics for m in members])
     store.log(run_id, metrics=stats, tags={Tag.MEMBERS: ",".join(members)})
     log_group_curves(store, run_id, members, group)
     store.client.set_terminated(run_id, "FINISHED")

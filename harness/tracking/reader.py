@@ -2,31 +2,35 @@
 read (compare, report, select's pick, ui's links, a run-ablation that finds its run done)
 answer without importing MLflow, whose import alone takes one to two seconds here.
 
-It offers the part of `tracking.Store` those commands use (runs by status and tags, a run,
-a metric's history, an artifact of a local artifact root) over the tables MLflow's own
-SQLAlchemy store reads, with the same meaning: active runs and experiments only, newest
-first, a metric's latest value per run, NaN where MLflow stored one. `open_reader` returns
-None for anything else (a tracking server, a schema it does not know), and the caller uses
-MLflow itself. The file is opened read-only: reading never writes to the store.
+`StoreReader` keeps protocol.RunStore over the tables MLflow's own SQLAlchemy store reads,
+with the same meaning: active runs and experiments only, newest first, a metric's latest
+value per run, NaN where MLflow stored one. It reads MLflow's private schema, so it reads
+only the schema revisions its tests cover (`SUPPORTED_REVISIONS`, one store file for each
+under tests/fixtures/stores/); `open_reader` leaves any other file to MLflow, or, for a
+command that only reads, refuses it in one line. The file is opened read-only: reading
+never writes to the store.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sqlite3
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from harness.errors import HarnessError
+from harness.tracking.protocol import MAX_RUNS, Statuses, status_list
 from harness.tracking.uri import default_tracking_uri, sqlite_path
 
-# The columns read, per table: a store without them is read through MLflow instead.
+# MLflow's alembic revision of each store schema this reader has a test store for, and the
+# MLflow releases that write it (pyproject.toml bounds mlflow to them).
+SUPPORTED_REVISIONS = {"dc11669786a5": "MLflow 3.17"}
+# The columns read, per table (checked too: a revision is a promise, not a proof).
 COLUMNS = {
     "experiments": {"experiment_id", "name", "lifecycle_stage", "artifact_location", "creation_time"},
     "runs": {
@@ -46,12 +50,7 @@ COLUMNS = {
 }
 READ_WAIT_SECONDS = 15  # a writer holding the whole file longer than this is stuck, not busy
 CHUNK = 500  # run ids per IN (...) query: under SQLite's limit on bound variables
-# The filters the harness writes: status (= or !=) and tag equality, joined by "and".
-CLAUSE = re.compile(
-    r"\s*(?:attributes\.status\s*(?P<op>!?=)|tags\.`(?P<tag>[^`]+)`\s*=)\s*'(?P<value>[^']*)'\s*(?:\band\b|$)",
-    re.IGNORECASE,
-)
-NEWEST_FIRST = (None, [], ["attributes.start_time DESC"])
+RUN_COLUMNS = "run_uuid, name, status, start_time, end_time, experiment_id, artifact_uri"
 
 
 @dataclass(frozen=True)
@@ -96,27 +95,32 @@ class MetricPoint:
     step: int
 
 
+class UnknownStore(Exception):
+    """A file the reader cannot read; the message says why (it becomes a HarnessError in
+    strict mode)."""
+
+
 def open_reader(root: Path, tracking_uri: Optional[str], strict: bool = False) -> Optional[StoreReader]:
     """A reader of the project's SQLite store, or None where MLflow must read it (not SQLite,
-    no such file). A file that is not an MLflow store this reader knows, or that SQLite cannot
-    read, is None too, or with `strict` (the commands that only read: MLflow would migrate it,
-    a write) a HarnessError naming the file."""
+    no such file, a schema revision this reader has no test store for). A file that is not
+    an MLflow store of a supported revision, or that SQLite cannot read, is None too, or with
+    `strict` (the commands that only read: MLflow would create or migrate it, a write) a
+    HarnessError naming the file."""
     uri = tracking_uri or default_tracking_uri(root)
     path = sqlite_path(uri)
     if not path or not Path(path).is_file():
         return None
+    connection = None
     try:
         connection = _connect(Path(path))
-        problem = _unknown_schema(connection)
-    except sqlite3.Error as exc:
-        connection, problem = None, str(exc)
-    if problem is None:
-        return StoreReader(Path(root), uri, connection)
-    if connection is not None:
-        connection.close()
-    if strict:
-        raise HarnessError(f"tracking store {path}: {problem}")
-    return None
+        check_schema(connection)
+    except (sqlite3.Error, UnknownStore) as exc:
+        if connection is not None:
+            connection.close()
+        if strict:
+            raise HarnessError(f"tracking store {path}: {exc}") from None
+        return None
+    return StoreReader(Path(root), uri, connection)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -134,31 +138,42 @@ def _connect(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{location}?mode=ro&immutable=1", uri=True, timeout=READ_WAIT_SECONDS)
 
 
-def _unknown_schema(connection: sqlite3.Connection) -> Optional[str]:
-    """Why this is not an MLflow store the reader knows, or None."""
+def schema_revision(connection: sqlite3.Connection) -> Optional[str]:
+    """MLflow's alembic revision of the store, or None where there is no alembic_version."""
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "alembic_version" not in tables:
+        return None
+    row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    return str(row[0]) if row else None
+
+
+def check_schema(connection: sqlite3.Connection) -> None:
+    """Raise UnknownStore unless this is an MLflow store of a supported revision."""
     tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if not tables:
-        return "empty, no runs yet"
+        raise UnknownStore("empty, no runs yet")
+    revision = schema_revision(connection)
+    if revision is None:
+        raise UnknownStore("not an MLflow store (no alembic_version table)")
+    if revision not in SUPPORTED_REVISIONS:
+        known = ", ".join(f"{r} ({who})" for r, who in SUPPORTED_REVISIONS.items())
+        raise UnknownStore(
+            f"schema revision {revision} is not one this harness reads ({known}); "
+            "open it with the MLflow that wrote it, or upgrade it with `mlflow db upgrade`"
+        )
     for table, wanted in COLUMNS.items():
         present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
         if not wanted <= present:
-            missing = ", ".join(sorted(wanted - present))
-            return (
-                f"not an MLflow store this harness reads (table {table} lacks {missing}); "
-                "a store of another MLflow version is upgraded with `mlflow db upgrade`"
-            )
-    return None
+            raise UnknownStore(f"not an MLflow store this harness reads (table {table} lacks a column it reads)")
 
 
 class StoreReader:
-    """Read-only access to a local MLflow SQLite store; `client` answers the few MlflowClient
-    calls the reading commands make (get_run, get_metric_history, download_artifacts)."""
+    """Read-only access to a local MLflow SQLite store (protocol.RunStore)."""
 
     local = True
 
     def __init__(self, root: Path, uri: str, connection: sqlite3.Connection):
         self.root, self.uri, self._connection = root, uri, connection
-        self.client = self
 
     def _rows(self, query: str, values=()) -> list[tuple]:
         """All rows of a query; a store SQLite cannot read (damaged, locked) is a HarnessError."""
@@ -166,8 +181,6 @@ class StoreReader:
             return self._connection.execute(query, values).fetchall()
         except sqlite3.Error as exc:
             raise HarnessError(f"tracking store {sqlite_path(self.uri)}: {exc}") from None
-
-    # ----------------------------------------------------------------- experiments
 
     def experiments(self) -> list[Experiment]:
         """The active experiments, newest first, as MLflow's search_experiments lists them."""
@@ -177,56 +190,41 @@ class StoreReader:
         )
         return [Experiment(str(i), name, stage, location) for i, name, stage, location in rows]
 
-    def experiment_id(self, name: str, create: bool = False) -> Optional[str]:
-        """The id of experiment `name` (deleted ones too), or None; a reader never creates one."""
-        if create:
-            raise ValueError("a StoreReader cannot create experiments")
+    def experiment_id(self, name: str) -> Optional[str]:
+        """The id of the experiment named `name` (a deleted one too), or None."""
         rows = self._rows("SELECT experiment_id FROM experiments WHERE name = ?", (name,))
         return str(rows[0][0]) if rows else None
 
-    # ----------------------------------------------------------------- runs
-
-    def runs(self, experiment_ids: list[str], filter_string: str = "", order_by=None, max_results: int = 5000):
-        """The active runs of these experiments matching `filter_string` (the harness's own
-        filters: status and tag equality joined by "and"), newest first."""
-        if order_by not in NEWEST_FIRST:
-            raise ValueError(f"StoreReader orders runs newest first only, not by {order_by}")
-        where, values = ["lifecycle_stage = 'active'"], []
-        where.append(f"experiment_id IN ({','.join('?' * len(experiment_ids))})")
-        values += [int(i) for i in experiment_ids]
-        for op, tag, value in _clauses(filter_string):
-            if tag is None:
-                where.append(f"status {op} ?")
-            else:
-                where.append("run_uuid IN (SELECT run_uuid FROM tags WHERE key = ? AND value = ?)")
-                values.append(tag)
-            values.append(value)
-        query = (
-            "SELECT run_uuid, name, status, start_time, end_time, experiment_id, artifact_uri FROM runs "
-            f"WHERE {' AND '.join(where)} ORDER BY start_time DESC, run_uuid LIMIT ?"
-        )
-        rows = self._rows(query, [*values, int(max_results)])
-        return self._complete(rows)
-
-    def find_finished(self, experiment_id: str, tags: dict[str, str], kinds: tuple[str, ...] = ()) -> Optional[Run]:
-        """The latest FINISHED run carrying all these tags (and one of `kinds`), or None."""
-        clauses = ["attributes.status = 'FINISHED'", *(f"tags.`{k}` = '{v}'" for k, v in tags.items())]
-        runs = [r for r in self.runs([experiment_id], " and ".join(clauses), max_results=50)]
-        runs = [r for r in runs if not kinds or r.data.tags.get("harness.kind") in kinds]
-        return runs[0] if runs else None
+    def runs(
+        self,
+        experiment_id: str,
+        *,
+        status: Statuses = None,
+        tags: Optional[Mapping[str, str]] = None,
+        limit: int = MAX_RUNS,
+    ) -> list[Run]:
+        """The experiment's active runs with this status (or one of these) and all these tag
+        values, newest first, at most `limit`."""
+        where = ["lifecycle_stage = 'active'", "experiment_id = ?"]
+        values: list = [int(experiment_id)]
+        statuses = status_list(status)
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            values += statuses
+        for key, value in (tags or {}).items():
+            where.append("run_uuid IN (SELECT run_uuid FROM tags WHERE key = ? AND value = ?)")
+            values += [key, value]
+        query = f"SELECT {RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} ORDER BY start_time DESC, run_uuid LIMIT ?"
+        return self._complete(self._rows(query, [*values, int(limit)]))
 
     def get_run(self, run_id: str) -> Run:
-        """One run by id (deleted ones too, as MlflowClient.get_run); KeyError if there is none."""
-        rows = self._rows(
-            "SELECT run_uuid, name, status, start_time, end_time, experiment_id, artifact_uri FROM runs "
-            "WHERE run_uuid = ?",
-            (run_id,),
-        )
+        """One run by id, deleted or not; KeyError if there is none."""
+        rows = self._rows(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_uuid = ?", (run_id,))
         if not rows:
             raise KeyError(f"run {run_id} not found")
         return self._complete(rows)[0]
 
-    def get_metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
         """Every logged value of one metric, by step (as MLflow orders them)."""
         rows = self._rows(
             "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = ? AND key = ? "
@@ -235,15 +233,19 @@ class StoreReader:
         )
         return [MetricPoint(k, _value(v, nan), t, s) for k, v, t, s, nan in rows]
 
-    def download_artifacts(self, run_id: str, path: str, dst_path: str) -> str:
-        """Copy one artifact (file or folder) of the run into dst_path; its local path."""
+    def download_artifact(self, run_id: str, path: str, destination: Path) -> Path:
+        """Copy one artifact (file or folder) of the run into `destination`; its local path.
+        Artifacts kept elsewhere than on this machine are fetched by MLflow."""
         artifact_uri = self.get_run(run_id).info.artifact_uri or ""
         if not artifact_uri.startswith("file:"):
             from mlflow.artifacts import download_artifacts
 
-            return download_artifacts(run_id=run_id, artifact_path=path, dst_path=dst_path, tracking_uri=self.uri)
+            fetched = download_artifacts(
+                run_id=run_id, artifact_path=path, dst_path=str(destination), tracking_uri=self.uri
+            )
+            return Path(fetched)
         source = Path(urllib.request.url2pathname(urllib.parse.urlparse(artifact_uri).path)) / path
-        target = Path(dst_path) / path
+        target = Path(destination) / path
         if source.is_dir():
             shutil.copytree(source, target, dirs_exist_ok=True)
         elif source.is_file():
@@ -251,12 +253,10 @@ class StoreReader:
             shutil.copyfile(source, target)
         else:
             raise FileNotFoundError(f"run {run_id} has no artifact {path}")
-        return str(target)
+        return target
 
     def close(self) -> None:
         self._connection.close()
-
-    # ----------------------------------------------------------------- internals
 
     def _complete(self, rows: list[tuple]) -> list[Run]:
         """Runs from their `runs` rows, with tags, params and latest metrics filled in."""
@@ -279,17 +279,6 @@ class StoreReader:
             ):
                 runs[run_id].data.metrics[key] = _value(value, nan)
         return list(runs.values())
-
-
-def _clauses(filter_string: str) -> Iterator[tuple[str, Optional[str], str]]:
-    """(operator, tag or None for status, value) of each clause of a harness filter."""
-    position, text = 0, filter_string.strip()
-    while position < len(text):
-        match = CLAUSE.match(text, position)
-        if match is None:
-            raise ValueError(f"StoreReader cannot read the filter {filter_string!r}")
-        yield (match["op"] or "="), match["tag"], match["value"]
-        position = match.end()
 
 
 def _chunks(items: list[str]) -> Iterable[list[str]]:

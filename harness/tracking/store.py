@@ -1,10 +1,10 @@
-"""MLflow: the store, experiments per dataset, the run lifecycle and batched logging.
+"""MLflow: the store that writes, experiments per dataset, the run lifecycle and batched
+logging. It also keeps the reading interface (protocol.RunStore) over any tracking URI.
 
 A run never stays RUNNING: an exception ends it FAILED, Ctrl-C or SIGTERM KILLED, each with
 the reason in the `harness.reason` tag; a second signal ends it KILLED from the signal
 guard before exiting; a run whose process was killed outright (kill -9) is marked FAILED by
 the next command that writes (`Store.reap_orphans`). Opening the store writes nothing.
-Imports no Keras, so the commands that only read stay fast.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Optional
 
@@ -26,11 +26,14 @@ from harness import paths
 from harness.errors import HarnessError, describe, first_line
 from harness.interrupts import GUARD
 from harness.locks import process_alive
-from harness.tracking.names import TAG, Tag
-from harness.tracking.uri import check_uri, default_tracking_uri, require_store, sqlite_path  # noqa: F401 - re-exported
+from harness.tracking.names import Tag
+from harness.tracking.protocol import MAX_RUNS, Experiment, MetricPoint, Run, Statuses, status_list
+from harness.tracking.uri import check_uri, default_tracking_uri, sqlite_path
 
 PARAMS_PER_CALL = 100  # MLflow's log_batch limit for params
-METRICS_PER_CALL = 1000  # and for metrics
+TAGS_PER_CALL = 100  # and for tags
+METRICS_PER_CALL = 800  # metrics take the rest of the 1000 entities a call may hold
+PAGE = 1000  # runs per search_runs call: MLflow's largest page
 # between system-metrics samples: a few per epoch of the report's model here (tests: shorter)
 SYSTEM_SECONDS = float(os.environ.get("HARNESS_SYSTEM_METRICS_SECONDS", 5))
 
@@ -76,6 +79,7 @@ class Store:
         with open(lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                _refuse_unknown_schema(path)
                 _enable_wal(path)
                 return self._open_client()
             finally:
@@ -97,17 +101,80 @@ class Store:
             else:
                 os.environ["MLFLOW_TRACKING_URI"] = previous_env
 
-    # ----------------------------------------------------------------- experiments
+    # ----------------------------------------------------------------- reading (protocol.RunStore)
 
-    def experiment_id(self, name: str, create: bool = True) -> Optional[str]:
-        """The id of experiment `name`, created (artifacts under mlruns/artifacts) if needed."""
+    def experiments(self) -> list[Experiment]:
+        """The active experiments, newest first."""
+        return self.client.search_experiments()
+
+    def experiment_id(self, name: str) -> Optional[str]:
+        """The id of the experiment named `name` (a deleted one too), or None."""
+        found = self.client.get_experiment_by_name(name)
+        return None if found is None else found.experiment_id
+
+    def runs(
+        self,
+        experiment_id: str,
+        *,
+        status: Statuses = None,
+        tags: Optional[Mapping[str, str]] = None,
+        limit: int = MAX_RUNS,
+    ) -> list[Run]:
+        """The experiment's active runs with this status (or one of these) and all these tag
+        values, newest first, at most `limit` (MLflow's pages followed)."""
+        statuses = status_list(status) or [None]
+        found: list[Run] = []
+        for one in statuses:  # MLflow's filter has no OR: one search per status
+            found += self._search(experiment_id, _filter_string(one, tags or {}), limit)
+        if len(statuses) > 1:
+            found.sort(key=lambda run: (-(run.info.start_time or 0), run.info.run_id))
+        return found[:limit]
+
+    def _search(self, experiment_id: str, filter_string: str, limit: int) -> list[Run]:
+        out, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [experiment_id],
+                filter_string=filter_string,
+                order_by=["attributes.start_time DESC"],
+                max_results=min(limit, PAGE),
+                page_token=token,
+            )
+            out.extend(page)
+            token = page.token
+            if not token or len(out) >= limit:
+                return out
+
+    def get_run(self, run_id: str) -> Run:
+        """One run by id, deleted or not; KeyError if there is none."""
+        try:
+            return self.client.get_run(run_id)
+        except mlflow.exceptions.MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise KeyError(f"run {run_id} not found") from None
+            raise
+
+    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+        """Every logged value of one metric of a run, by step."""
+        return self.client.get_metric_history(run_id, key)
+
+    def download_artifact(self, run_id: str, path: str, destination: Path) -> Path:
+        """Copy one artifact (file or folder) of a run into `destination`; its local path."""
+        try:
+            return Path(self.client.download_artifacts(run_id, path, str(destination)))
+        except (mlflow.exceptions.MlflowException, OSError) as exc:
+            raise FileNotFoundError(f"run {run_id} has no artifact {path} ({first_line(exc)})") from None
+
+    # ----------------------------------------------------------------- writing
+
+    def ensure_experiment(self, name: str) -> str:
+        """The id of experiment `name`, created (artifacts under mlruns/artifacts) or restored
+        from deletion if need be."""
         found = self.client.get_experiment_by_name(name)
         if found is not None:
-            if found.lifecycle_stage == "deleted" and create:
+            if found.lifecycle_stage == "deleted":
                 self.client.restore_experiment(found.experiment_id)
             return found.experiment_id
-        if not create:
-            return None
         location = paths.experiment_artifacts(self.root, name).resolve().as_uri() if self.local else None
         try:
             return self.client.create_experiment(name, artifact_location=location)
@@ -117,40 +184,18 @@ class Store:
                 raise
             return found.experiment_id
 
-    def experiments(self) -> list:
-        return self.client.search_experiments()
-
-    # ----------------------------------------------------------------- runs
-
     def reap_orphans(self) -> list[str]:
         """Mark FAILED the RUNNING runs of this host whose process is gone (kill -9, power cut)."""
         host = socket.gethostname()
         reaped = []
         for experiment in self.experiments():
-            runs = self.client.search_runs(
-                [experiment.experiment_id],
-                filter_string=f"attributes.status = 'RUNNING' and tags.`{TAG}host` = '{host}'",
-                max_results=1000,
-            )
-            for run in runs:
+            for run in self.runs(experiment.experiment_id, status="RUNNING", tags={Tag.HOST: host}):
                 pid = int(run.data.tags.get(Tag.PID, "0") or 0)
                 if pid and process_alive(pid):
                     continue
                 self._end(run.info.run_id, "FAILED", f"process {pid} died without ending the run")
                 reaped.append(run.info.run_id)
         return reaped
-
-    def find_finished(self, experiment_id: str, tags: dict[str, str], kinds: tuple[str, ...] = ()) -> Optional[Any]:
-        """The latest FINISHED run carrying all these tags (and one of `kinds`), or None."""
-        clauses = [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
-        runs = self.client.search_runs(
-            [experiment_id],
-            filter_string=" and ".join(["attributes.status = 'FINISHED'", *clauses]),
-            order_by=["attributes.start_time DESC"],
-            max_results=50,
-        )
-        runs = [r for r in runs if not kinds or r.data.tags.get(Tag.KIND) in kinds]
-        return runs[0] if runs else None
 
     @contextlib.contextmanager
     def run(
@@ -229,39 +274,68 @@ class Store:
         tags: Optional[dict[str, Any]] = None,
         step: int = 0,
     ) -> None:
-        """Params, metrics and tags in as few calls as MLflow's batch limits allow."""
+        """Params, metrics and tags in as few log_batch calls as MLflow's limits allow (100
+        params, 100 tags and 1000 entities in all per call)."""
         now = int(time.time() * 1000)
         param_list = [Param(k, _text(v)) for k, v in (params or {}).items()]
         metric_list = [Metric(k, float(v), now, step) for k, v in (metrics or {}).items()]
         tag_list = [RunTag(k, _text(v)) for k, v in (tags or {}).items()]
-        for i in range(0, max(len(param_list), 1), PARAMS_PER_CALL):
-            chunk = param_list[i : i + PARAMS_PER_CALL]
-            first = i == 0
+        calls = max(
+            -(-len(param_list) // PARAMS_PER_CALL),
+            -(-len(tag_list) // TAGS_PER_CALL),
+            -(-len(metric_list) // METRICS_PER_CALL),
+        )
+        for i in range(calls):
             self.client.log_batch(
                 run_id,
-                params=chunk,
-                metrics=metric_list if first else [],
-                tags=tag_list if first else [],
+                params=param_list[i * PARAMS_PER_CALL : (i + 1) * PARAMS_PER_CALL],
+                metrics=metric_list[i * METRICS_PER_CALL : (i + 1) * METRICS_PER_CALL],
+                tags=tag_list[i * TAGS_PER_CALL : (i + 1) * TAGS_PER_CALL],
             )
 
     def log_artifact(self, run_id: str, path: Path, folder: Optional[str] = None) -> None:
         self.client.log_artifact(run_id, str(path), folder)
 
-    def runs(self, experiment_ids: list[str], filter_string: str = "", order_by=None, max_results: int = 5000):
-        """All runs matching a filter, newest first by default (pages followed)."""
-        out, token = [], None
-        while True:
-            page = self.client.search_runs(
-                experiment_ids,
-                filter_string=filter_string,
-                order_by=order_by or ["attributes.start_time DESC"],
-                max_results=min(max_results, 1000),
-                page_token=token,
-            )
-            out.extend(page)
-            token = page.token
-            if not token or len(out) >= max_results:
-                return out
+
+def _filter_string(status: Optional[str], tags: Mapping[str, str]) -> str:
+    """MLflow's filter for one status (None: any) and tag equalities. A value MLflow's filter
+    grammar cannot quote (it holds a quote) is a ValueError: the harness's tag values
+    (names, fingerprints, kinds, host names) never do."""
+    clauses = [] if status is None else [f"attributes.status = {_quoted(status)}"]
+    for key, value in tags.items():
+        if "`" in key:
+            raise ValueError(f"tag {key!r} cannot be searched in MLflow")
+        clauses.append(f"tags.`{key}` = {_quoted(value)}")
+    return " and ".join(clauses)
+
+
+def _quoted(value: str) -> str:
+    if "'" in str(value):
+        raise ValueError(f"{value!r} cannot be searched in MLflow (it holds a quote)")
+    return f"'{value}'"
+
+
+def _refuse_unknown_schema(path: Path) -> None:
+    """An existing file that is not an MLflow store, or one of a schema revision this harness
+    does not read, is refused before anything writes to it (MLflow would add its tables to
+    another program's database, and the WAL switch below rewrites the file's header). An
+    absent or empty file is left for MLflow to create."""
+    import sqlite3
+
+    from harness.tracking.reader import UnknownStore, check_schema
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as connection:
+            check_schema(connection)
+    except UnknownStore as exc:
+        if "empty" not in str(exc):
+            raise HarnessError(f"tracking store {path}: {exc}") from None
+    except sqlite3.OperationalError:
+        return  # locked, or a WAL file in a folder this process cannot write: MLflow says which
+    except sqlite3.DatabaseError as exc:
+        raise HarnessError(f"tracking store {path}: {exc}; move the file aside to start afresh") from None
 
 
 def _enable_wal(path: Path) -> None:

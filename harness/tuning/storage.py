@@ -55,8 +55,16 @@ def check_url(url: str) -> None:
         raise HarnessError(f"--storage {_redact(url)}: cannot open ({describe(exc)[:200]})") from None
 
 
+def quiet_optuna() -> None:
+    """Optuna's own log lines off but errors: the harness prints one line per trial or cell,
+    and Optuna's "Trial N failed" lines would add tracebacks of what it has already said."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
 def open_storage(root: Path, url: Optional[str]) -> tuple[Any, str]:
-    """(storage, its description): the journal file by default, else an RDB URL."""
+    """(storage, its description): the journal file by default, else an RDB URL. Every way
+    into a study passes here, so Optuna is quieted here (quiet_optuna)."""
+    quiet_optuna()
     if not url:
         path = paths.journal_path(root)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from harness.errors import HarnessError, RunFailed
 from harness.interrupts import GUARD
 from harness.runs.planning import Planned, plan, run_tags
 from harness.runs.tracked_run import RunOptions, tracked_fit
-from harness.tracking.names import TAG, Tag, run_link
+from harness.tracking.names import Tag, run_link
 from harness.tracking.run_inputs import log_dataset_inputs
 from harness.tracking.store import Store
 from harness.tuning.search_space import Dimension, current_values, parse_search
@@ -38,8 +38,6 @@ from harness.tuning.storage import fail_stale_trials, open_storage, study_lock, 
 STUDY_RUN_ATTR = "mlflow_study_run_id"
 PRUNERS = ("median", "hyperband", "none")
 METRICS = ("val_accuracy", "val_loss")  # what a trial reports, the best epoch's value
-
-optuna.logging.set_verbosity(optuna.logging.ERROR)  # the harness prints its own line per trial (and no tracebacks)
 
 
 @dataclass(frozen=True)
@@ -94,39 +92,55 @@ def tune(ctx: Context, name: str, settings: TuneSettings, overrides: Sequence[st
     settings.check()
     registry = Registry(ctx.root)
     planned = plan(registry, name, overrides)
-    resolved = planned.resolved
-    dimensions = parse_search(resolved, registry)
+    dimensions = parse_search(planned.resolved, registry)
     if not dimensions:
-        raise HarnessError(f"{registry.rel(resolved.entry.path)}: no search block to tune")
+        raise HarnessError(f"{registry.rel(planned.resolved.entry.path)}: no search block to tune")
     storage, storage_label = open_storage(ctx.root, settings.storage_url)
-    study_name = study_name_for(resolved, planned.experiment)
-    study = optuna.create_study(
-        study_name=study_name,
+    study = _open_study(planned, settings, storage)
+    store = ctx.writable_store
+    experiment_id = store.ensure_experiment(planned.experiment)
+    fail_stale_trials(study, storage)
+    with study_lock(ctx.root, storage, study.study_name):
+        run_id = _study_run(
+            ctx, experiment_id, study, planned, storage_label=storage_label, metric=settings.metric, settings=overrides
+        )
+        _first_trial_and_names(study, planned, dimensions, settings.metric)
+    record = StudyRecord(run_id, settings.metric, tuple(overrides), settings.trials)
+    done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    ctx.echo(
+        f"study {study.study_name} ({storage_label}): {done} trials finished so far; running {settings.trials} more"
+    )
+    outcome = _optimize(ctx, study, _Objective(ctx, planned, dimensions, record), settings, storage_label)
+    GUARD.check()
+    _say_outcome(ctx, outcome, settings.metric, run_link(store.uri, experiment_id, record.run_id))
+    return outcome
+
+
+def _open_study(planned: Planned, settings: TuneSettings, storage) -> optuna.Study:
+    """The entry's study in `storage`: created on first use, else loaded."""
+    return optuna.create_study(
+        study_name=study_name_for(planned.resolved, planned.experiment),
         storage=storage,
         direction="maximize" if "acc" in settings.metric else "minimize",
         pruner=make_pruner(settings.pruner, planned.spec.training.epochs),
         load_if_exists=True,
     )
-    store = ctx.writable_store
-    experiment_id = store.experiment_id(planned.experiment)
-    fail_stale_trials(study, storage)
-    with study_lock(ctx.root, storage, study_name):
-        record = StudyRecord(
-            _study_run(ctx, experiment_id, study, planned, (storage_label, settings.metric, tuple(overrides))),
-            settings.metric,
-            tuple(overrides),
-            settings.trials,
-        )
-        if not study.trials:
-            study.enqueue_trial(current_values(resolved, dimensions), skip_if_exists=True)
-        with warnings.catch_warnings():  # experimental since Optuna 3.2, and the only way to name it
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([settings.metric])  # optuna-dashboard says val_accuracy, not Objective 0
-    done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-    ctx.echo(f"study {study_name} ({storage_label}): {done} trials finished so far; running {settings.trials} more")
-    objective = _Objective(ctx, planned, dimensions, record)
-    # The study run is a FINISHED record that every worker updates; no worker reopens it, so
-    # one that crashes cannot mark the others' study FAILED.
+
+
+def _first_trial_and_names(study: optuna.Study, planned: Planned, dimensions: list[Dimension], metric: str) -> None:
+    """A new study's first trial is the entry's own values; its objective is named after
+    the metric (optuna-dashboard then says val_accuracy, not Objective 0)."""
+    if not study.trials:
+        study.enqueue_trial(current_values(planned.resolved, dimensions), skip_if_exists=True)
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, and the only way to name it
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([metric])
+
+
+def _optimize(ctx: Context, study: optuna.Study, objective, settings: TuneSettings, storage_label: str) -> StudyOutcome:
+    """Run the trials; the study run's summary is logged whatever ends them. The study run
+    is a FINISHED record that every worker updates; no worker reopens it, so one that
+    crashes cannot mark the others' study FAILED."""
     try:
         study.optimize(
             objective,
@@ -136,20 +150,22 @@ def tune(ctx: Context, name: str, settings: TuneSettings, overrides: Sequence[st
             callbacks=[_stop_on_signal],
         )
     finally:
-        outcome = summarise(study, storage_label, record.run_id)
-        _log_study(store, study, outcome)
-    GUARD.check()
+        outcome = summarise(study, storage_label, objective.record.run_id)
+        _log_study(ctx.writable_store, study, outcome)
+    return outcome
+
+
+def _say_outcome(ctx: Context, outcome: StudyOutcome, metric: str, link: str) -> None:
     best = (
         "none finished"
         if outcome.best_value is None
         else f"{outcome.best_value:.4f} with {_shown(outcome.best_params)}"
     )
     ctx.echo(
-        f"study {study_name}: {outcome.trials} trials ({outcome.complete} complete, {outcome.pruned} pruned, "
-        f"{outcome.failed} failed), {outcome.epochs_spent} epochs spent; best {settings.metric} {best}"
+        f"study {outcome.study_name}: {outcome.trials} trials ({outcome.complete} complete, {outcome.pruned} pruned, "
+        f"{outcome.failed} failed), {outcome.epochs_spent} epochs spent; best {metric} {best}"
     )
-    ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, record.run_id)}")
-    return outcome
+    ctx.echo(f"MLflow: {link}")
 
 
 @dataclass(frozen=True)
@@ -236,10 +252,18 @@ def _suggest(trial: optuna.Trial, d: Dimension) -> Any:
     return trial.suggest_categorical(d.key, list(d.choices))
 
 
-def _study_run(ctx: Context, experiment_id: str, study, planned: Planned, about: tuple) -> str:
-    """The study's MLflow run, created once and remembered in the study's user attrs.
-    about: (storage label, metric, the user's overrides)."""
-    storage_label, metric, settings = about
+def _study_run(
+    ctx: Context,
+    experiment_id: str,
+    study,
+    planned: Planned,
+    *,
+    storage_label: str,
+    metric: str,
+    settings: Sequence[str],
+) -> str:
+    """The study's MLflow run, created once and remembered in the study's user attrs;
+    settings: the user's overrides (the trials' settings)."""
     existing = study.user_attrs.get(STUDY_RUN_ATTR)
     if existing:
         return existing
@@ -288,7 +312,7 @@ def _log_study(store: Store, study, outcome: StudyOutcome) -> None:
     if outcome.best_value is not None:
         metrics["best_value"] = outcome.best_value
         metrics[f"best_{study.user_attrs.get('metric', 'val_accuracy')}"] = outcome.best_value  # ranks with runs
-    tags = {f"{TAG}best.{k}": v for k, v in outcome.best_params.items()}
+    tags = {f"{Tag.BEST_PREFIX}{k}": v for k, v in outcome.best_params.items()}
     if outcome.best_value is not None:
         tags[Tag.BEST_TRIAL] = str(study.best_trial.number)
     store.log(run_id, metrics=metrics, tags=tags, step=outcome.trials)
