@@ -62,12 +62,19 @@ def context(tracking_uri: Optional[str] = None):
     return Context(find_root(), tracking_uri, echo=echo)
 
 
-def scope(dataset: str, subset: Optional[int], metric: str, budget: tuple = (None, None, False)):
-    """The runs a verb reads; budget: (--set values, --epochs, --any-settings). Settings given
-    on the command line are compared; none given: the verb's default (Scope)."""
+def scope(
+    dataset: str,
+    subset: Optional[int],
+    metric: str,
+    *,
+    sets: Optional[list[str]] = None,
+    epochs: Optional[int] = None,
+    any_settings: bool = False,
+):
+    """The runs a verb reads: one dataset (and subset) on one metric, made with the settings
+    that --set and --epochs give; none given: the verb's default (Scope)."""
     from harness.results.compare import Scope
 
-    sets, epochs, any_settings = budget
     given = overrides(sets, None, epochs) if (sets or epochs is not None) else None
     return Scope(dataset, subset, metric, tuple(given) if given is not None else None, any_settings)
 

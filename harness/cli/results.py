@@ -48,7 +48,7 @@ def compare(
     ctx = context(tracking_uri)
     output = comparing.Output(fmt, out_file, chart_file)
     result = comparing.compare_command(
-        ctx, scope(dataset, subset, metric, (sets, epochs, any_settings)), names, chain, output
+        ctx, scope(dataset, subset, metric, sets=sets, epochs=epochs, any_settings=any_settings), names, chain, output
     )
     if out_file:
         note(f"wrote {out_file}")
@@ -76,7 +76,7 @@ def select_final(
     Candidates are the runs of the entries as written, unless --set/--epochs name others."""
     from harness.runs.final import select
 
-    select(context(tracking_uri), scope(dataset, subset, metric, (sets, epochs, False)), names)
+    select(context(tracking_uri), scope(dataset, subset, metric, sets=sets, epochs=epochs), names)
 
 
 @app.command()
@@ -97,7 +97,7 @@ def report(
     check_format(fmt)
     ctx = context(tracking_uri)
     target = out_file or reports(ctx.root) / f"report.{fmt}"
-    echo(f"wrote {build_report(ctx, scope(dataset, subset, metric, (sets, epochs, False)), target, fmt)}")
+    echo(f"wrote {build_report(ctx, scope(dataset, subset, metric, sets=sets, epochs=epochs), target, fmt)}")
 
 
 @app.command()
@@ -110,4 +110,4 @@ def ui(
     """The MLflow UI over this store, on 127.0.0.1, in its model-training view."""
     from harness.cli.servers import run_ui
 
-    raise typer.Exit(run_ui(context(tracking_uri), (host, port), verbose))
+    raise typer.Exit(run_ui(context(tracking_uri), host=host, port=port, verbose=verbose))

@@ -128,8 +128,9 @@ def ablate(
 
         raise HarnessError(f"--chart {chart}: folder {chart.parent} does not exist")
     ctx = context(tracking_uri)
-    how = {"seeds": parse_seeds(seeds), "force": force, "metric": metric, "chart": chart}
-    ablation = loo.run_leave_one_out(ctx, name, overrides(sets, dataset, epochs), **how)
+    ablation = loo.run_leave_one_out(
+        ctx, name, overrides(sets, dataset, epochs), seeds=parse_seeds(seeds), force=force, metric=metric, chart=chart
+    )
     echo(loo.render(ablation.table, metric, fmt))
     if chart is not None and ablation.record_run_id:
         note(f"chart: {chart}")

@@ -38,11 +38,10 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
-def run_ui(ctx: Context, address: tuple[str, int], verbose: bool = False) -> int:
+def run_ui(ctx: Context, *, host: str, port: int, verbose: bool = False) -> int:
     """Print each dataset's runs table, then serve MLflow's UI until it stops."""
     from harness.tracking.names import runs_link
 
-    host, port = address
     check_port(host, port)
     store = ctx.reader  # the local file read directly: the links print without importing MLflow
     experiments = [e for e in store.experiments() if e.name != "Default"]
@@ -72,9 +71,8 @@ def run_ui(ctx: Context, address: tuple[str, int], verbose: bool = False) -> int
     return serve(ctx, command, (host, port), ready, None if verbose else paths.mlruns(ctx.root) / "ui.log")
 
 
-def run_dashboard(ctx: Context, storage: Optional[str], address: tuple[str, int], verbose: bool = False) -> int:
+def run_dashboard(ctx: Context, storage: Optional[str], *, host: str, port: int, verbose: bool = False) -> int:
     """Serve optuna-dashboard over the studies' storage until it stops."""
-    host, port = address
     target = storage or str(paths.journal_path(ctx.root))
     if storage is not None:
         from harness.tuning.storage import check_url

@@ -79,4 +79,4 @@ def dashboard(
     """optuna-dashboard over the studies' storage, on 127.0.0.1."""
     from harness.cli.servers import run_dashboard
 
-    raise typer.Exit(run_dashboard(context(), storage, (host, port), verbose))
+    raise typer.Exit(run_dashboard(context(), storage, host=host, port=port, verbose=verbose))

@@ -164,15 +164,23 @@ def compare_table(
             parent_found = evidence[parent]
         else:
             parent_found = index.pinned_or_latest(parent, fingerprint, pinned) if parent else None
-        rows.append(_row(registry, name, (found, parent_found, bool(index.other_settings(name, fingerprint))), scope))
+        has_other = bool(index.other_settings(name, fingerprint))
+        rows.append(_row(registry, name, scope, found=found, parent_found=parent_found, has_other=has_other))
     comparison.frame = pd.DataFrame(rows)
     return comparison
 
 
-def _row(registry: Registry, name: str, found_parent_other: tuple, scope: Scope) -> dict[str, Any]:
-    """One row; found_parent_other: (this entry's evidence, its parent's, whether this entry
-    has runs with other settings)."""
-    found, parent_found, has_other = found_parent_other
+def _row(
+    registry: Registry,
+    name: str,
+    scope: Scope,
+    *,
+    found: Optional[Evidence],
+    parent_found: Optional[Evidence],
+    has_other: bool,
+) -> dict[str, Any]:
+    """One row: this entry's evidence, its parent's, and whether this entry has runs with
+    other settings (its status then says so)."""
     key, entry = scope.key, registry.entry(name)
     claim_field = CLAIM_FOR.get(key)
     claim = getattr(entry.report, claim_field, None) if claim_field else None

@@ -47,11 +47,19 @@ def check_mode(leave_one_out_flag: bool) -> None:
         raise HarnessError("ablate needs --leave-one-out (the only mode so far)")
 
 
-def run_leave_one_out(ctx: Context, name: str, overrides: list[str], **how) -> Ablation:
-    """how: seeds (list or None), force (bool), metric (default best_val_accuracy), chart
-    (a PNG path or None). Runs NAME, then each runnable variant; returns the table."""
-    key = metric_key(how.get("metric") or "best_val_accuracy")
-    seeds, force = how.get("seeds"), how.get("force", False)
+def run_leave_one_out(
+    ctx: Context,
+    name: str,
+    overrides: list[str],
+    *,
+    seeds: Optional[list[int]] = None,
+    force: bool = False,
+    metric: str = "best_val_accuracy",
+    chart: Optional[Path] = None,
+) -> Ablation:
+    """Run NAME, then each runnable variant (over `seeds`, a single run each when None);
+    returns the table of contributions to `metric`, and writes the forest plot to `chart`."""
+    key = metric_key(metric)
     registry = Registry(ctx.root)
     variants = leave_one_out(registry, name, overrides)
     ctx.echo(f"=== {name}, all steps")
@@ -68,7 +76,7 @@ def run_leave_one_out(ctx: Context, name: str, overrides: list[str], **how) -> A
                 rows.append(ablation_row(name, variant.step, None, None, key, variant.describe()))
                 continue
             ctx.echo(f"variant {runnable.index(variant) + 1}/{len(runnable)}: {name} without {variant.step}")
-            evidence, note = _run_variant(ctx, name, overrides, variant, (seeds, force))
+            evidence, note = _run_variant(ctx, name, overrides, variant, seeds=seeds, force=force)
             if evidence is None:
                 ctx.echo(f"{name} without {variant.step}: {note}")
             rows.append(ablation_row(name, variant.step, evidence, full_evidence if evidence else None, key, note))
@@ -76,13 +84,14 @@ def run_leave_one_out(ctx: Context, name: str, overrides: list[str], **how) -> A
         ablation.interrupted = True
     ablation.table = pd.DataFrame(rows)
     if not ablation.interrupted:
-        ablation.record_run_id = record(ctx, (full.run_id, full.experiment_id), ablation, (name, key, how.get("chart")))
+        ablation.record_run_id = record(ctx, ablation, full.run_id, full.experiment_id, name=name, key=key, chart=chart)
     return ablation
 
 
-def _run_variant(ctx: Context, name: str, overrides: list[str], variant: Variant, seeds_force: tuple):
+def _run_variant(
+    ctx: Context, name: str, overrides: list[str], variant: Variant, *, seeds: Optional[list[int]], force: bool
+):
     """(evidence, note) of one variant; a variant that cannot run gives (None, its reason)."""
-    seeds, force = seeds_force
     label = f"without {variant.step}"
     try:
         outcome = runner.run_ablation(
@@ -152,13 +161,20 @@ def not_run(table: pd.DataFrame) -> list[str]:
     return out
 
 
-def record(ctx: Context, full: tuple[str, str], ablation: Ablation, about: tuple) -> str:
-    """A FINISHED run of kind leave_one_out holding the table and the forest plot.
-    full: (the full entry's run or group id, its experiment id); about: (entry name, metric
-    key, a PNG path for the chart or None)."""
+def record(
+    ctx: Context,
+    ablation: Ablation,
+    full_run_id: str,
+    experiment_id: str,
+    *,
+    name: str,
+    key: str,
+    chart: Optional[Path] = None,
+) -> str:
+    """A FINISHED run of kind leave_one_out holding the table and the forest plot, beside the
+    full entry's run or group `full_run_id`; the plot also written to `chart` if given."""
     from harness.results import plots
 
-    (full_run_id, experiment_id), (name, key, chart) = full, about
     store = ctx.writable_store
     full_run = store.get_run(full_run_id)
     keep = (

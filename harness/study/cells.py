@@ -75,14 +75,25 @@ def plan_cells(registry: Registry, plan: StudyPlan) -> list[Cell]:
             if variant.runnable:
                 label = f"without {variant.step}"
                 for seed in plan.seeds:
-                    cells.append(_cell(registry, plan, plan.target, seed, (label, tuple(variant.overrides))))
+                    cells.append(
+                        _cell(
+                            registry, plan, plan.target, seed, variant=label, variant_overrides=tuple(variant.overrides)
+                        )
+                    )
     return cells
 
 
-def _cell(registry: Registry, plan: StudyPlan, entry: str, seed: int, variant: tuple = (None, ())) -> Cell:
-    label, extra = variant
-    resolved = registry.resolve(entry, [*plan.overrides, *extra, f"training.seed={seed}"])
-    return Cell(entry, seed, label, tuple(extra), resolved.fingerprint())
+def _cell(
+    registry: Registry,
+    plan: StudyPlan,
+    entry: str,
+    seed: int,
+    *,
+    variant: Optional[str] = None,
+    variant_overrides: tuple[str, ...] = (),
+) -> Cell:
+    resolved = registry.resolve(entry, [*plan.overrides, *variant_overrides, f"training.seed={seed}"])
+    return Cell(entry, seed, variant, variant_overrides, resolved.fingerprint())
 
 
 def check_same_specs(planned: list[Cell], recorded: list[dict]) -> None:

@@ -44,7 +44,10 @@ def finalize(ctx: Context, study, plan_: StudyPlan, first) -> None:
         chart(comparison.frame, METRIC, folder / "waterfall.png")
         store.client.log_artifacts(history_run, str(folder))
     if plan_.leave_one_out and plan_.target in finished:
-        _leave_one_out(ctx, plan_, (groups, finished, experiment_id, study.user_attrs.get(CANNOT_BUILD, {})))
+        cannot_build = study.user_attrs.get(CANNOT_BUILD, {})
+        _leave_one_out(
+            ctx, plan_, groups=groups, finished=finished, experiment_id=experiment_id, cannot_build=cannot_build
+        )
     selection = select(ctx, scope, chain)
     out = paths.reports(ctx.root) / f"study-{paths.slug(plan_.target)}.html"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -60,11 +63,18 @@ def finalize(ctx: Context, study, plan_: StudyPlan, first) -> None:
     ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, history_run)}")
 
 
-def _leave_one_out(ctx: Context, plan_: StudyPlan, runs: tuple) -> None:
-    """The leave-one-out table from the study's variant groups, recorded with its forest plot.
-    runs: (every group's run id, the finished ones', the experiment id, the groups that could
-    not be built and why)."""
-    groups, finished, experiment_id, cannot_build = runs
+def _leave_one_out(
+    ctx: Context,
+    plan_: StudyPlan,
+    *,
+    groups: dict[str, str],
+    finished: dict[str, str],
+    experiment_id: str,
+    cannot_build: dict[str, str],
+) -> None:
+    """The leave-one-out table from the study's variant groups (`groups`: every group's run
+    id, `finished`: those that finished; `cannot_build`: the groups left out and why),
+    recorded with its forest plot."""
     store = ctx.writable_store
     index = RunIndex(store, experiment_id)
     target = plan_.target
@@ -85,4 +95,4 @@ def _leave_one_out(ctx: Context, plan_: StudyPlan, runs: tuple) -> None:
             rows.append(loo.ablation_row(target, variant.step, None, None, METRIC, reason))
     ablation = loo.Ablation(pd.DataFrame(rows))
     ctx.echo(loo.render(ablation.table, METRIC, "table"))
-    loo.record(ctx, (finished[target], experiment_id), ablation, (target, METRIC, None))
+    loo.record(ctx, ablation, finished[target], experiment_id, name=target, key=METRIC)

@@ -31,7 +31,7 @@ from harness.entries.registry import Registry
 from harness.errors import HarnessError, RunFailed
 from harness.interrupts import GUARD
 from harness.runs import runner
-from harness.runs.planning import plan
+from harness.runs.planning import Planned, plan
 from harness.runs.tracked_run import RunOptions
 from harness.study.cells import Cell, StudyPlan, check_same_specs, plan_cells
 from harness.tracking.names import Tag
@@ -93,7 +93,7 @@ def open_study(ctx: Context, plan_: StudyPlan, storage_url: Optional[str], name:
         recorded = study.user_attrs.get(CELLS)
         if recorded is None:
             study.set_user_attr(CANNOT_BUILD, unbuildable)
-            _create(ctx, study, cells, (first, plan_.overrides))
+            _create(ctx, study, cells, first=first, settings=plan_.overrides)
         else:
             check_same_specs(cells, recorded)
     ctx.echo(f"study {study_name} ({label}): {len(cells)} cells")
@@ -119,14 +119,13 @@ def buildable_cells(registry: Registry, plan_: StudyPlan, input_shape) -> tuple[
     return kept, unbuildable
 
 
-def _create(ctx: Context, study, cells: list[Cell], first_settings: tuple) -> None:
+def _create(ctx: Context, study, cells: list[Cell], *, first: Planned, settings: tuple[str, ...]) -> None:
     """Enqueue every cell and make the MLflow runs: the study's, and one seed group per entry
-    or variant (SCHEDULED until its last cell finishes). first_settings: (the target's
-    Planned, the user's overrides)."""
-    from harness.runs.planning import Planned, run_tags
+    or variant (SCHEDULED until its last cell finishes). first: the target, planned;
+    settings: the user's overrides."""
+    from harness.runs.planning import run_tags
     from harness.tracking.run_inputs import log_dataset_inputs
 
-    first, settings = first_settings
     store = ctx.writable_store
     experiment_id = store.ensure_experiment(first.experiment)
     tags = run_tags(first, "history", ctx.root, settings)
@@ -160,7 +159,7 @@ def _create(ctx: Context, study, cells: list[Cell], first_settings: tuple) -> No
     store.client.set_terminated(history.info.run_id, "SCHEDULED")
 
 
-def work(ctx: Context, study, storage, settings: tuple) -> int:
+def work(ctx: Context, study, storage, settings: tuple[str, ...]) -> int:
     """Claim and train cells until none is waiting or a signal arrives; returns how many this
     worker trained. settings: the user's overrides (the runs' settings)."""
     progress = Progress(len(study.user_attrs[CELLS]))
@@ -176,13 +175,14 @@ def work(ctx: Context, study, storage, settings: tuple) -> int:
             trial.set_user_attr("no_cell", True)
             study.tell(trial, state=TrialState.FAIL)
             break
-        trained += _run_cell(ctx, study, trial, (storage, settings, progress))
+        trained += _run_cell(ctx, study, trial, storage=storage, settings=settings, progress=progress)
     GUARD.check()
     return trained
 
 
-def _run_cell(ctx: Context, study, trial, context: tuple) -> int:
-    storage, settings, progress = context
+def _run_cell(ctx: Context, study, trial, *, storage, settings: tuple[str, ...], progress: Progress) -> int:
+    """Train the trial's cell as a seed run of its group; 1 if this worker trained it, 0 if
+    it was reused or failed (its reason kept on the trial)."""
     cell = Cell.from_attrs(trial.user_attrs)
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", os.getpid())
@@ -214,7 +214,7 @@ def _run_cell(ctx: Context, study, trial, context: tuple) -> int:
     return 0 if outcome.skipped else 1
 
 
-def _train(ctx: Context, cell: Cell, group_run_id: str, settings: tuple):
+def _train(ctx: Context, cell: Cell, group_run_id: str, settings: tuple[str, ...]):
     registry = Registry(ctx.root)
     planned = plan(registry, cell.entry, [*settings, *cell.variant_overrides, f"training.seed={cell.seed}"])
     options = RunOptions(
