@@ -1,25 +1,17 @@
-"""Shared fixtures: a throw-away project (a copy of ablations/ and an empty mlruns/), the
-real MLflow and Optuna stores inside it, and the CLI run as a user runs it."""
+"""Fixtures: a clean environment for every test, a throw-away project (a copy of ablations/),
+the CLI run in this process, and fresh PostgreSQL databases. Helpers live in helpers.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-ENTRIES = sorted(p.stem for p in (REPO / "ablations").glob("*.yaml"))
-
-# One epoch on a few hundred digits: enough to exercise every part, fast on 2 cores.
-TINY = ["data.subset=240", "training.epochs=1"]
-LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"  # every session's and CI's machine runs it
-OUTSIDE_ENV = ("MLFLOW_TRACKING_URI", "HARNESS_ROOT", "MLFLOW_REGISTRY_URI")  # would point runs elsewhere
+from tests.helpers import LOCAL_POSTGRES, OUTSIDE_ENV, REPO
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -43,21 +35,6 @@ def project(tmp_path) -> Path:
     return tmp_path
 
 
-def run_cli(args, cwd, env=None, timeout=600, **kwargs) -> subprocess.CompletedProcess:
-    """`harness ARGS` in a subprocess, as a user would type it."""
-    full_env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HARNESS_ROOT")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kwargs,
-    )
-
-
 @pytest.fixture
 def harness_cli(monkeypatch, capsys):
     """`harness ARGS` run in this process (harness.cli.run, the console script minus its
@@ -74,50 +51,6 @@ def harness_cli(monkeypatch, capsys):
         return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
 
     return call
-
-
-def start_cli(args, cwd, stderr=subprocess.STDOUT) -> subprocess.Popen:
-    """`harness ARGS` started in the background, its lines readable as they are printed
-    (stdout, and stderr unless given apart), Ctrl-C deliverable (interruptible)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "harness", *args],
-        cwd=cwd,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # see each line as it is printed
-        preexec_fn=interruptible,
-    )
-
-
-def store_runs(project: Path, experiment: str):
-    """(MlflowClient, every run of `experiment` in the project's store; [] if there is none)."""
-    from mlflow import MlflowClient
-
-    from harness.tracking.uri import default_tracking_uri
-
-    client = MlflowClient(default_tracking_uri(project))
-    found = client.get_experiment_by_name(experiment)
-    return client, (client.search_runs([found.experiment_id]) if found else [])
-
-
-def interruptible() -> None:
-    """preexec_fn for a child a test will Ctrl-C: a shell that runs the suite in the background
-    (job control off) starts it with SIGINT ignored, and Python keeps an inherited SIG_IGN."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def quiet(project: Path):
-    """A Context for in-process calls: the project, its local store, no printing."""
-    from harness.context import Context
-
-    return Context(project, echo=lambda _: None, verbose=0)
-
-
-def write_entry(project: Path, name: str, text: str) -> Path:
-    path = project / "ablations" / f"{name}.yaml"
-    path.write_text(text)
-    return path
 
 
 def _fresh_database():

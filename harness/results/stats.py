@@ -25,10 +25,13 @@ class Summary:
 
 
 def summarize(values: Sequence[float]) -> Summary:
-    """Mean, std (n-1), n and the 95% Student-t interval of the mean of `values`."""
+    """Mean, std (n-1), n and the 95% Student-t interval of the mean of `values` (all NaN
+    where a value is NaN)."""
     values = [float(v) for v in values]
     if not values:
         raise ValueError("no values to summarize")
+    if any(math.isnan(v) for v in values):  # statistics.stdev raises on NaN (Python 3.11)
+        return Summary(math.nan, math.nan, len(values), math.nan, math.nan)
     mean = statistics.fmean(values)
     if len(values) < 2:
         return Summary(mean, 0.0, len(values), mean, mean)

@@ -11,24 +11,14 @@ import signal
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli, start_cli, store_runs, write_entry
+from tests.helpers import GEO_CHAIN, run_cli, start_cli, store_runs, write_entry
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
-
-CHAIN = {
-    # 8x8 digits, one valid 3x3 block: 8 -> 6 -> pool 3.
-    "geo": "description: One small valid block.\nmodel: {blocks: [{filters: 4, convs: 1}], padding: valid}\n"
-    "optimizer: {name: adam, learning_rate: 0.01}\ntraining: {epochs: 2, batch_size: 64}\ndata: {subset: 300}\n",
-    "geo_same": "extends: geo\ndescription: Same padding.\nmodel: {padding: same}\n",
-    # Two blocks: with same padding 8 -> 4 -> 2; with valid padding the second block gets 1x1 to pool.
-    "geo_deep": "extends: geo_same\ndescription: A second block.\n"
-    "model: {blocks: [{filters: 4, convs: 1}, {filters: 4, convs: 1}]}\n",
-}
 
 
 @pytest.fixture
 def chain(project):
-    for name, text in CHAIN.items():
+    for name, text in GEO_CHAIN.items():
         write_entry(project, name, text)
     return project
 

@@ -8,11 +8,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 
 PROBE = """
 import os, sys, runpy
@@ -34,19 +33,13 @@ print("HEAVY:" + ",".join(heavy), file=sys.stderr)
 
 
 @pytest.mark.parametrize("args", [["--help"], ["list"], ["show", "final"], ["show", "final", "--diff"]])
-def test_fast_commands_import_no_tensorflow_and_answer_in_under_a_second(project, args):
+def test_fast_commands_import_nothing_heavy(project, args):
+    """How fast they answer is bench/readonly.py's figure; what makes them fast is checked here."""
     result = subprocess.run(
         [sys.executable, "-c", PROBE.format(args=args)], cwd=project, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
     assert "HEAVY:\n" in result.stderr + "\n", result.stderr
-    timings = []
-    for _ in range(3):
-        started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "harness", *args], cwd=project, capture_output=True, text=True)
-        timings.append(time.perf_counter() - started)
-        assert done.returncode == 0
-    assert min(timings) < 1.0, timings
 
 
 def _heavy_modules(args, project) -> list[str]:
@@ -58,10 +51,10 @@ def _heavy_modules(args, project) -> list[str]:
 
 
 @pytest.mark.slow
-def test_commands_that_only_read_the_store_import_no_tensorflow_and_answer_in_under_1_5_s(project):
+def test_commands_that_only_read_the_store_import_nothing_heavy(project):
     """compare, report, save-best and a run-ablation that finds its run done: no TensorFlow
     or Keras; no MLflow or scikit-learn either (the store is read directly, the data split is
-    known from the split memo); each under 1.5 s (the best of three)."""
+    known from the split memo). Their times are bench/readonly.py's figures."""
     tiny = ["--epochs", "1", "--set", "data.subset=240"]
     tune = ["tune", "baseline", "--trials", "1", "--pruner", "none", *tiny]
     for setup in (["run-ablation", "baseline", *tiny], tune):
@@ -76,13 +69,8 @@ def test_commands_that_only_read_the_store_import_no_tensorflow_and_answer_in_un
     }
     for args, allowed in readers.items():
         assert [m for m in _heavy_modules(list(args), project) if m not in allowed] == [], args
-        timings = []
-        for _ in range(3):
-            started = time.perf_counter()
-            done = run_cli(list(args), project)
-            timings.append(time.perf_counter() - started)
-            assert done.returncode == 0, done.stderr
-        assert min(timings) < 1.5, (args, timings)
+        done = run_cli(list(args), project)
+        assert done.returncode == 0, done.stderr
     assert "already done" in run_cli(["run-ablation", "baseline", *tiny], project).stdout
 
 

@@ -4,42 +4,19 @@ workers, two writers on one store."""
 from __future__ import annotations
 
 import signal
-import time
 
 import numpy as np
 import optuna
 import pytest
 
 from harness.tuning import best_entry
-from tests.conftest import run_cli, start_cli, store_runs, write_entry
+from tests.helpers import SLOW, run_cli, start_cli, store_runs, wait_for, write_entry
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
-
-SLOW = """\
-extends: baseline
-description: Small enough for tests, slow enough to be killed mid-run.
-model: {blocks: [{filters: 16, convs: 2}], padding: same}
-optimizer: {name: adam, learning_rate: 0.01}
-training: {epochs: 8, batch_size: 8}
-search:
-  optimizer.learning_rate: {float: [1.0e-3, 0.05], log: true}
-"""
 
 
 def start(project, *args):
     return start_cli(args, project)
-
-
-def wait_for(process, marker, seconds=180):
-    deadline = time.time() + seconds
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-        if time.time() > deadline:
-            break
-    raise AssertionError(f"never saw {marker!r}:\n{''.join(seen)[-2000:]}")
 
 
 def runs_of(project, experiment="digits"):

@@ -14,16 +14,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from tests.conftest import run_cli, store_runs, write_entry
-from tests.test_compare import CHAIN
+from tests.helpers import TINY_CHAIN, run_cli, store_runs, write_entry
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
 
 @pytest.fixture
 def chain(project):
-    write_entry(project, "tiny", CHAIN["tiny"])
-    write_entry(project, "tiny_adam", CHAIN["tiny_adam"] + "report: {val_accuracy: 0.6}\n")
+    write_entry(project, "tiny", TINY_CHAIN["tiny"])
+    write_entry(project, "tiny_adam", TINY_CHAIN["tiny_adam"] + "report: {val_accuracy: 0.6}\n")
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     for command in (["git", "init", "-q"], ["git", "add", "ablations"], ["git", "commit", "-qm", "entries"]):
         subprocess.run(command, cwd=project, check=True, env={**__import__("os").environ, **env})
@@ -73,7 +72,7 @@ LONG_INTERVAL = {"HARNESS_SYSTEM_METRICS_SECONDS": "60"}
 
 
 def test_system_metrics_are_logged_when_asked(chain):
-    entry = CHAIN["tiny"].replace("epochs: 3", "epochs: 8").replace("batch_size: 64", "batch_size: 8")
+    entry = TINY_CHAIN["tiny"].replace("epochs: 3", "epochs: 8").replace("batch_size: 64", "batch_size: 8")
     write_entry(chain, "tiny", entry)
     plain = run_cli(["run-ablation", "tiny"], chain)
     sampled = run_cli(["run-ablation", "tiny", "--system-metrics"], chain, env=LONG_INTERVAL)

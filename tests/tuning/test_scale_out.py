@@ -16,9 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from harness.tuning import best_entry
-from tests.conftest import run_cli, write_entry
-from tests.test_faults import SLOW, wait_for
-from tests.test_tune import TUNABLE
+from tests.helpers import SLOW, TUNABLE, run_cli, wait_for, write_entry
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 

@@ -11,7 +11,7 @@ from harness.data import sources as data
 from harness.entries.registry import Registry
 from harness.training import train
 from harness.training.evaluate import evaluate
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 

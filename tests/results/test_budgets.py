@@ -15,14 +15,13 @@ from harness.entries import settings
 from harness.results.compare import Scope, compare_table
 from harness.runs.final import select
 from harness.tracking.uri import default_tracking_uri
-from tests.conftest import REPO, quiet, run_cli, write_entry
-from tests.test_compare import CHAIN
+from tests.helpers import REPO, TINY_CHAIN, quiet, run_cli, write_entry
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
 # The entries as written train 2 epochs: the "full" budget here; --epochs 1 is the smoke run.
-PARENT = CHAIN["tiny"].replace("epochs: 3", "epochs: 2")
-CHILD = CHAIN["tiny_adam"]
+PARENT = TINY_CHAIN["tiny"].replace("epochs: 3", "epochs: 2")
+CHILD = TINY_CHAIN["tiny_adam"]
 SUBSET = Scope("digits", 300)
 
 

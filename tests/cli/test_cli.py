@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from harness.tracking.uri import default_tracking_uri
-from tests.conftest import run_cli, start_cli, write_entry
+from tests.helpers import run_cli, start_cli, write_entry
 
 
 def assert_one_line_error(result, *fragments):

@@ -7,7 +7,7 @@ import pytest
 
 from harness.entries.diffs import diff_against_parent
 from harness.entries.registry import Registry
-from tests.conftest import ENTRIES, REPO
+from tests.helpers import ENTRIES, REPO
 
 HISTORY = [
     "baseline",

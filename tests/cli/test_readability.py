@@ -15,8 +15,7 @@ from mlflow import MlflowClient
 
 from harness.tracking.uri import default_tracking_uri
 from harness.tuning import best_entry
-from tests.conftest import run_cli, start_cli, write_entry
-from tests.test_tune import TUNABLE
+from tests.helpers import TUNABLE, run_cli, start_cli, write_entry
 
 SUBSET = ["--set", "data.subset=300"]
 LINK = "?workflowType=machine_learning"

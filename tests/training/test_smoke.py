@@ -11,7 +11,7 @@ import pytest
 from harness.data import sources as data
 from harness.entries.registry import Registry
 from harness.training import train
-from tests.conftest import ENTRIES, REPO, TINY
+from tests.helpers import ENTRIES, REPO, TINY
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 

@@ -16,21 +16,11 @@ from harness.tracking.uri import default_tracking_uri
 from harness.tuning import best_entry
 from harness.tuning import tune as tuning
 from harness.tuning.tune import TuneSettings
-from tests.conftest import quiet, run_cli, write_entry
+from tests.helpers import TUNABLE, quiet, run_cli, write_entry
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
 # A small model that learns digits within a few epochs, with one searched value.
-TUNABLE = """\
-extends: baseline
-description: A tiny Adam CNN for tuning tests.
-model:
-  blocks: [{filters: 8, convs: 1}]
-optimizer: {name: adam, learning_rate: 0.01}
-training: {epochs: 4, batch_size: 64}
-search:
-  optimizer.learning_rate: {float: [1.0e-7, 0.05], log: true}
-"""
 SUBSET = ["data.subset=300"]
 
 

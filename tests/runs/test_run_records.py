@@ -14,7 +14,7 @@ from harness.entries.registry import Registry
 from harness.errors import RunFailed
 from harness.runs import runner
 from harness.tracking.uri import default_tracking_uri
-from tests.conftest import REPO, quiet
+from tests.helpers import REPO, quiet
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 

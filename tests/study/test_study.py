@@ -17,8 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from harness.tracking.uri import default_tracking_uri
-from tests.conftest import run_cli, write_entry
-from tests.test_leave_one_out import CHAIN
+from tests.helpers import GEO_CHAIN, run_cli, write_entry
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
@@ -27,7 +26,7 @@ CELLS = {(entry, seed) for entry in ("geo", "geo_same", "geo_deep") for seed in 
 
 @pytest.fixture
 def chain(project):
-    for name, text in CHAIN.items():
+    for name, text in GEO_CHAIN.items():
         write_entry(project, name, text)
     return project
 
@@ -85,7 +84,7 @@ def test_a_killed_workers_cell_is_retried_and_lands_once(chain, storage, request
     if storage == "postgresql":
         extra = ["--storage", request.getfixturevalue("postgres_url")]
         env = {"HARNESS_HEARTBEAT_SECONDS": "1", "HARNESS_GRACE_SECONDS": "3"}
-    slow = CHAIN["geo"].replace("epochs: 2", "epochs: 6").replace("batch_size: 64", "batch_size: 8")
+    slow = GEO_CHAIN["geo"].replace("epochs: 2", "epochs: 6").replace("batch_size: 64", "batch_size: 8")
     write_entry(chain, "geo", slow)
     process = subprocess.Popen(
         [sys.executable, "-m", "harness", "study", "geo_deep", "--seeds", "2", *extra],
@@ -126,7 +125,7 @@ def test_a_worker_with_other_entries_is_refused(chain):
     assert first.returncode == 0 and "(not started)" in first.stdout
     started = run_cli(["study", "geo", "--seeds", "1"], chain)
     assert started.returncode == 0, started.stderr
-    write_entry(chain, "geo", CHAIN["geo"].replace("filters: 4", "filters: 6"))  # another commit's entry
+    write_entry(chain, "geo", GEO_CHAIN["geo"].replace("filters: 4", "filters: 6"))  # another commit's entry
     refused = run_cli(["study", "geo", "--seeds", "1"], chain)
     assert refused.returncode == 2 and "run every worker from the same commit" in refused.stderr
     study = optuna.load_study(

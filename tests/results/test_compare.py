@@ -22,22 +22,10 @@ from harness.runs.final import select
 from harness.study.leave_one_out import leave_one_out
 from harness.tracking.store import Store
 from harness.tracking.uri import default_tracking_uri
-from tests.conftest import REPO, quiet, run_cli, write_entry
+from tests.helpers import REPO, TINY_CHAIN, quiet, run_cli, write_entry
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
-CHAIN = {
-    "tiny": """\
-description: A tiny CNN, the root of the test chain.
-model: {blocks: [{filters: 4, convs: 1}], padding: same}
-optimizer: {name: sgd, learning_rate: 0.05}
-training: {epochs: 3, batch_size: 64}
-data: {subset: 300}
-report: {val_accuracy: 0.5}
-""",
-    "tiny_adam": "extends: tiny\ndescription: Adam instead of SGD.\noptimizer: {name: adam, learning_rate: 0.01}\n",
-    "tiny_wide": "extends: tiny_adam\ndescription: Twice the filters.\nmodel: {blocks: [{filters: 8, convs: 1}]}\n",
-}
 SEEDS = [0, 1]
 SUBSET = Scope("digits", 300)
 
@@ -46,9 +34,9 @@ SUBSET = Scope("digits", 300)
 def study(tmp_path_factory):
     project = tmp_path_factory.mktemp("study")
     shutil.copytree(REPO / "ablations", project / "ablations")
-    for name, text in CHAIN.items():
+    for name, text in TINY_CHAIN.items():
         write_entry(project, name, text)
-    groups = {name: runner.run_ablation(quiet(project), name, seeds=SEEDS) for name in CHAIN}
+    groups = {name: runner.run_ablation(quiet(project), name, seeds=SEEDS) for name in TINY_CHAIN}
     return project, groups
 
 
@@ -161,7 +149,7 @@ def test_compare_as_csv_on_stdout_is_a_csv_file(study, tmp_path):
 
 
 def test_the_terminal_table_fits_80_columns_and_says_why_cells_are_empty(project):
-    write_entry(project, "one", "extends: baseline\ndescription: One seed.\n" + CHAIN["tiny"].split("\n", 1)[1])
+    write_entry(project, "one", "extends: baseline\ndescription: One seed.\n" + TINY_CHAIN["tiny"].split("\n", 1)[1])
     write_entry(project, "two", "extends: one\ndescription: Its child.\noptimizer: {name: adam, learning_rate: 0.01}\n")
     write_entry(
         project, "three", "extends: two\ndescription: Its grandchild.\nmodel: {blocks: [{filters: 8, convs: 1}]}\n"

@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from harness.tracking.uri import default_tracking_uri
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 

@@ -12,8 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli, store_runs, write_entry
-from tests.test_tune import TUNABLE
+from tests.helpers import TUNABLE, run_cli, store_runs, write_entry
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
