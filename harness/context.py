@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -67,3 +67,18 @@ class Context:
 
         require_store(self.root, self.tracking_uri)
         return open_reader(self.root, self.tracking_uri, strict=True) or self.store
+
+    def check_output(self, path: Path, option: str, suffixes: Sequence[str] = ()) -> Path:
+        """A file a command will write for the user, checked before any work (paths.check_output):
+        never inside this project's store, its backups and journal, the store file a tracking
+        URI names, or the caches; mlruns/reports/ is the one place under mlruns/ allowed."""
+        from harness import paths
+        from harness.tracking.uri import sqlite_path
+
+        store_file = sqlite_path(self.store_uri)
+        protected = [paths.mlruns(self.root), paths.cache_dir()]
+        if store_file:
+            protected += [Path(store_file + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+        return paths.check_output(
+            path, option, protected=protected, allowed=[paths.reports(self.root)], suffixes=suffixes
+        )

@@ -4,8 +4,14 @@ Light enough for the fast commands to import."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+
+from harness.errors import HarnessError
 
 
 def mlruns(root: Path) -> Path:
@@ -73,6 +79,93 @@ def keras_home() -> Path:
 
 
 def cache_dir() -> Path:
-    """Where decoded image folders are kept: $HARNESS_CACHE or ~/.cache/harness."""
+    """Where decoded image folders and split memos are kept: $HARNESS_CACHE or
+    ~/.cache/harness. Something there that is not a folder is a one-line HarnessError."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "harness"
-    return Path(os.environ.get("HARNESS_CACHE", default)).expanduser()
+    folder = Path(os.environ.get("HARNESS_CACHE", default)).expanduser()
+    if folder.exists() and not folder.is_dir():
+        where = f"HARNESS_CACHE={os.environ['HARNESS_CACHE']}" if "HARNESS_CACHE" in os.environ else str(folder)
+        raise HarnessError(f"{where}: not a folder; point HARNESS_CACHE at a folder the harness may write")
+    return folder
+
+
+# --------------------------------------------------------------------------- files written for the user
+
+MADE_BY_HARNESS = ".made-by-harness"  # marks a folder the harness made, so it may replace it
+CHART_SUFFIXES = (".png", ".svg", ".pdf")  # what matplotlib writes by the file's suffix
+
+
+def check_output(
+    path: Path,
+    option: str,
+    *,
+    protected: Sequence[Path] = (),
+    allowed: Sequence[Path] = (),
+    suffixes: Sequence[str] = (),
+) -> Path:
+    """A file the harness will write for the user (--out, --chart), checked before any work:
+    a file name (not empty, not a folder, not a device or FIFO), with one of `suffixes` when
+    given, in an existing folder this process can write, that never resolves (through links
+    too) into a `protected` place (the store, its backups, the Optuna journal, the caches)
+    unless inside an `allowed` one (mlruns/reports). Returns the path as written; a bad one is
+    a one-line HarnessError naming the option and the path."""
+    text = str(path)
+    if not text.strip():
+        raise HarnessError(f"{option} {text!r}: give a file name")
+    shown = f"{option} {text}"
+    if suffixes and Path(text).suffix.lower() not in suffixes:
+        raise HarnessError(f"{shown}: give a {' or '.join(suffixes)} file")
+    target = Path(text).expanduser()
+    if target.is_dir():
+        raise HarnessError(f"{shown}: is a folder; give a file name")
+    if target.exists() and not target.is_file():
+        raise HarnessError(f"{shown}: not a regular file (a device, FIFO or socket)")
+    resolved = target.resolve()
+    if not resolved.parent.is_dir():
+        raise HarnessError(f"{shown}: folder {target.parent} does not exist")
+    if not os.access(resolved.parent, os.W_OK) or (resolved.exists() and not os.access(resolved, os.W_OK)):
+        raise HarnessError(f"{shown}: not writable here ({resolved.parent} is read-only to this user)")
+    for place in protected:
+        place = Path(place).resolve()
+        inside = resolved == place or place in resolved.parents
+        if inside and not any(Path(a).resolve() in (resolved, *resolved.parents) for a in allowed):
+            raise HarnessError(f"{shown}: {resolved} is part of the harness's own files ({place}); write elsewhere")
+    return target
+
+
+def check_own_folder(folder: Path, option: str) -> None:
+    """A folder the harness will replace (a report's images): it must not exist, or carry the
+    mark the harness leaves in the folders it makes; a user's folder is never deleted."""
+    if folder.is_symlink() or (folder.exists() and not (folder / MADE_BY_HARNESS).is_file()):
+        raise HarnessError(
+            f"{option}: {folder} exists and was not made by the harness; move it or choose another --out"
+        )
+
+
+def write_file(path: Path, content: str | bytes) -> Path:
+    """Write a file whole or not at all: a temporary file beside the target, then renamed over
+    it (through a link, the file it points to is replaced). A failure (a full disk) is one
+    HarnessError and leaves the old file as it was."""
+    target = Path(path).resolve()
+    handle, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(content.encode() if isinstance(content, str) else content)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise HarnessError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return Path(path)
+
+
+def replace_folder(folder: Path, made: Path) -> None:
+    """Put the folder `made` (built beside `folder`) in place of `folder`, marking it as the
+    harness's; the old one is removed only if the harness made it (check_own_folder)."""
+    (made / MADE_BY_HARNESS).write_text("harness report images; replaced by the next report\n")
+    if folder.exists():
+        check_own_folder(folder, "--out")
+        shutil.rmtree(folder)
+    os.replace(made, folder)

@@ -27,6 +27,7 @@ from harness.cli.common import (
     overrides,
     warn,
 )
+from harness.paths import CHART_SUFFIXES
 
 # --------------------------------------------------------------------------- entries
 
@@ -111,7 +112,9 @@ def ablate(
     sets: Optional[list[str]] = SetOption,
     metric: str = MetricOption,
     fmt: str = FormatOption,
-    chart: Optional[Path] = typer.Option(None, "--chart", help="Write the forest plot of the contributions to PNG."),
+    chart: Optional[Path] = typer.Option(
+        None, "--chart", help="Write the forest plot of the contributions (.png, .svg or .pdf)."
+    ),
     force: bool = typer.Option(False, "--force", help="Train even where identical finished runs exist."),
     tracking_uri: Optional[str] = TrackingOption,
 ) -> None:
@@ -123,11 +126,9 @@ def ablate(
 
     check_format(fmt)
     loo.check_mode(leave_one_out)
-    if chart is not None and not chart.parent.is_dir():
-        from harness.errors import HarnessError
-
-        raise HarnessError(f"--chart {chart}: folder {chart.parent} does not exist")
     ctx = context(tracking_uri)
+    if chart is not None:
+        ctx.check_output(chart, "--chart", CHART_SUFFIXES)  # before anything trains
     ablation = loo.run_leave_one_out(
         ctx, name, overrides(sets, dataset, epochs), seeds=parse_seeds(seeds), force=force, metric=metric, chart=chart
     )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import pandas as pd
 
+from harness import paths
 from harness.context import Context
 from harness.entries import settings as run_settings
 from harness.entries.diffs import diff_against_parent
@@ -99,6 +100,9 @@ def history_order(registry: Registry, names: Optional[Sequence[str]], chain: Opt
     if names:
         for name in names:
             registry.entry(name)
+        twice = sorted({name for name in names if list(names).count(name) > 1})
+        if twice:
+            raise HarnessError(f"entry {twice[0]!r} is named twice; name each entry once")
         return list(names)
     tree = registry.children(warn=warn or _warn_stderr)
     ordered: list[str] = []
@@ -115,6 +119,16 @@ def history_order(registry: Registry, names: Optional[Sequence[str]], chain: Opt
 
 def _warn_stderr(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
+
+
+def check_settings(registry: Registry, order: Sequence[str], settings: Optional[Sequence[str]]) -> None:
+    """Settings named on a reading command (--set, --epochs) are checked as run-ablation
+    would check them: each entry resolves with them, or the first problem is one line
+    (`--set training.epochs=abc` is a type error, not "no finished runs with ...")."""
+    if not settings:
+        return
+    for name in order:
+        registry.resolve(name, list(settings))
 
 
 def chosen_settings(index: RunIndex, scope: Scope, order: list[str]) -> tuple[Optional[str], str]:
@@ -136,6 +150,7 @@ def compare_table(
     the entries with runs."""
     registry = Registry(ctx.root)
     order = history_order(registry, names, chain)
+    check_settings(registry, order, scope.settings)
     store = ctx.strict_reader
     index = RunIndex(store, experiment_for(store, scope.source, scope.subset))
     fingerprint, label = chosen_settings(index, scope, order)
@@ -276,13 +291,14 @@ def compare_command(ctx: Context, scope: Scope, names=None, chain=None, output: 
     tables.check_format(output.fmt)
     if names and chain:
         raise HarnessError("give entry names or --chain NAME, not both")
-    for option, path in (("--out", output.table_file), ("--chart", output.chart_file)):
-        if path is not None and not path.parent.is_dir():
-            raise HarnessError(f"{option} {path}: folder {path.parent} does not exist")
+    if output.table_file is not None:
+        ctx.check_output(output.table_file, "--out")
+    if output.chart_file is not None:
+        ctx.check_output(output.chart_file, "--chart", paths.CHART_SUFFIXES)
     comparison = compare_table(ctx, scope, names, chain)
     text = render(comparison, scope, output.fmt)
     if output.table_file is not None:
-        output.table_file.write_text(text + "\n")
+        paths.write_file(output.table_file, text + "\n")
     if output.chart_file is not None:
         chart(comparison.frame, scope.metric, output.chart_file)
     return Compared(comparison, text, output.chart_file)
@@ -293,5 +309,4 @@ def chart(table: pd.DataFrame, metric: str, path: Path) -> Path:
     interval, significant steps marked, the report's claimed change beside it."""
     from harness.results.plots import waterfall
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     return waterfall(table, metric_key(metric), path)

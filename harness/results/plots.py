@@ -4,6 +4,7 @@ leave-one-out forest plot. Readable at 80 DPI in a browser; epochs on integer ti
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,15 +17,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from harness.paths import write_file  # noqa: E402
+
 BLUE, RED, GREY, GREEN = "#4c78a8", "#e45756", "#9d9d9d", "#54a24b"
 DPI = 100  # the PNGs are shown at about 80 DPI in a browser: fonts stay readable
 
 
 def _save(fig, path: Path) -> Path:
+    """The figure in the format its suffix names (png without one), written whole or not at
+    all (paths.write_file)."""
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    image = io.BytesIO()
+    fig.savefig(image, dpi=DPI, format=Path(path).suffix.lstrip(".").lower() or "png")
     plt.close(fig)
-    return path
+    return write_file(path, image.getvalue())
 
 
 def learning_curves(history: dict[str, list[float]], title: str, path: Path) -> Path:

@@ -10,12 +10,14 @@ import base64
 import html
 import shutil
 import tempfile
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import pandas as pd
 
+from harness import paths
 from harness.context import Context
 from harness.errors import HarnessError
 from harness.results import tables
@@ -42,17 +44,17 @@ def check_format(fmt: str) -> None:
 
 
 def build_report(ctx: Context, scope: Scope, out: Path, fmt: str = "md") -> Path:
-    """Write the report to `out` (Markdown: its images to `<out stem>_files/` beside it)."""
-    from harness.paths import reports
-
+    """Write the report to `out` (Markdown: its images to `<out stem>_files/` beside it, a
+    folder the harness made, never a user's). Every path is checked before any work."""
     check_format(fmt)
+    if out.parent == paths.reports(ctx.root):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    ctx.check_output(out, "--out")
+    if fmt == "md":
+        paths.check_own_folder(assets_folder(out), "--out")
+    comparison = compare_table(ctx, scope)  # the settings checked first, then the store read
     store = ctx.strict_reader
     experiment_id = experiment_for(store, scope.source, scope.subset)
-    comparison = compare_table(ctx, scope)
-    if out.parent == reports(ctx.root):
-        out.parent.mkdir(parents=True, exist_ok=True)
-    elif not out.parent.is_dir():
-        raise HarnessError(f"--out {out}: folder {out.parent} does not exist")
     link = lambda run_id: run_link(store.uri, experiment_id, run_id)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="harness-report-") as tmp:
         work = Path(tmp)
@@ -68,10 +70,15 @@ def build_report(ctx: Context, scope: Scope, out: Path, fmt: str = "md") -> Path
             sections.append(final)
         title = f"Ablation study on {scope.experiment}"
         if fmt == "html":
-            out.write_text(_html(title, sections))
+            paths.write_file(out, _html(title, sections))
         else:
-            out.write_text(_markdown(title, sections, out))
+            _write_markdown(title, sections, out)
     return out
+
+
+def assets_folder(out: Path) -> Path:
+    """Where a Markdown report keeps its images: <stem>_files beside it."""
+    return out.parent / f"{out.stem}_files"
 
 
 def _history(comparison: Comparison, scope: Scope, work: Path, link) -> Section:
@@ -203,20 +210,33 @@ def _final(store: RunStore, experiment_id: str, work: Path, link) -> Optional[Se
     return Section("Final model", text, table, images, links)
 
 
-def _markdown(title: str, sections: list[Section], out: Path) -> str:
-    assets = out.parent / f"{out.stem}_files"
-    if assets.exists():
-        shutil.rmtree(assets)
-    assets.mkdir()
+def _write_markdown(title: str, sections: list[Section], out: Path) -> None:
+    """The document and its images: the images built in a folder beside `out`, then put in
+    place of the last report's (paths.replace_folder), then the document."""
+    resolved = out.resolve()
+    made = Path(tempfile.mkdtemp(prefix=f".{out.stem}_files.", dir=resolved.parent))
+    try:
+        text = _markdown(title, sections, resolved, made)
+        paths.replace_folder(assets_folder(resolved), made)
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
+    paths.write_file(out, text)
+
+
+def _markdown(title: str, sections: list[Section], out: Path, made: Path) -> str:
+    """The Markdown text; its images copied into `made`, linked as `<stem>_files/...` (the
+    link percent-encoded, so names with spaces, '#', '?' or '%' still resolve)."""
+    assets = assets_folder(out)
     parts = [f"# {title}", ""]
     for number, section in enumerate(sections):
         parts += [f"## {section.title}", "", section.text, ""]
         if section.table is not None:
             parts += [tables.markdown_table(section.table), ""]
         for index, (caption, image) in enumerate(section.images):
-            target = assets / f"{number:02d}_{index:02d}_{image.name}"
-            shutil.copyfile(image, target)
-            parts += [f"![{caption}]({target.relative_to(out.parent).as_posix()})", f"*{caption}*", ""]
+            name = f"{number:02d}_{index:02d}_{image.name}"
+            shutil.copyfile(image, made / name)
+            link = urllib.parse.quote((assets / name).relative_to(out.parent).as_posix())
+            parts += [f"![{caption}]({link})", f"*{caption}*", ""]
         if section.links:
             parts += ["Runs in MLflow: " + ", ".join(f"[{label}]({url})" for label, url in section.links), ""]
     return "\n".join(parts)

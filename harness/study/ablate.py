@@ -170,9 +170,11 @@ def record(
     name: str,
     key: str,
     chart: Optional[Path] = None,
+    study: Optional[str] = None,
 ) -> str:
     """A FINISHED run of kind leave_one_out holding the table and the forest plot, beside the
-    full entry's run or group `full_run_id`; the plot also written to `chart` if given."""
+    full entry's run or group `full_run_id` (and tagged with the `study` it belongs to); the
+    plot also written to `chart` if given."""
     from harness.results import plots
 
     store = ctx.writable_store
@@ -189,18 +191,19 @@ def record(
     )
     tags = {k: full_run.data.tags[k] for k in keep if k in full_run.data.tags}
     tags.update({Tag.KIND: "leave_one_out", Tag.FULL_RUN: full_run_id})
+    if study:
+        tags[Tag.STUDY] = study
     tags.update({k: v for k, v in full_run.data.tags.items() if k.startswith("mlflow.source.")})
-    run = store.client.create_run(experiment_id, run_name=f"{name} leave-one-out", tags=tags)
-    metrics = {f"contribution_{r[0]}": r[1] for r in forest_rows(ablation.table)}
-    store.log(run.info.run_id, metrics=metrics)
-    with tempfile.TemporaryDirectory(prefix="harness-loo-") as tmp:
-        folder = Path(tmp)
-        ablation.table.to_csv(folder / "leave_one_out.csv", index=False)
-        plots.forest(forest_rows(ablation.table), key, not_run(ablation.table), folder / "forest.png")
-        store.client.log_artifacts(run.info.run_id, str(folder))
+    rows, missing = forest_rows(ablation.table), not_run(ablation.table)
+    with store.run(experiment_id, f"{name} leave-one-out", tags) as run:  # ends FAILED if anything below fails
+        store.log(run.info.run_id, metrics={f"contribution_{r[0]}": r[1] for r in rows})
+        with tempfile.TemporaryDirectory(prefix="harness-loo-") as tmp:
+            folder = Path(tmp)
+            ablation.table.to_csv(folder / "leave_one_out.csv", index=False)
+            plots.forest(rows, key, missing, folder / "forest.png")
+            store.client.log_artifacts(run.info.run_id, str(folder))
         if chart is not None:
-            Path(chart).write_bytes((folder / "forest.png").read_bytes())
-    store.client.set_terminated(run.info.run_id, "FINISHED")
+            plots.forest(rows, key, missing, chart)
     ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, run.info.run_id)}")
     return run.info.run_id
 
