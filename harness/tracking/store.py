@@ -28,7 +28,7 @@ from harness.interrupts import GUARD
 from harness.locks import process_alive
 from harness.tracking.names import Tag
 from harness.tracking.protocol import MAX_RUNS, Experiment, MetricPoint, Run, Statuses, status_list
-from harness.tracking.uri import check_uri, default_tracking_uri, sqlite_path
+from harness.tracking.uri import check_store_file, check_uri, default_tracking_uri, sqlite_path
 
 PARAMS_PER_CALL = 100  # MLflow's log_batch limit for params
 TAGS_PER_CALL = 100  # and for tags
@@ -75,7 +75,9 @@ class Store:
 
         lock_path = paths.store_lock(self.root)
         path = Path(sqlite_path(self.uri))
+        check_store_file(path)
         lock_path.parent.mkdir(parents=True, exist_ok=True)
+        strays = _folders_mlflow_would_make(self.uri)
         with open(lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -84,6 +86,9 @@ class Store:
                 return self._open_client()
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+                for folder in strays:  # deepest first; only the empty ones MLflow just made
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
 
     @contextlib.contextmanager
     def fluent(self) -> Iterator[None]:
@@ -205,10 +210,14 @@ class Store:
         tags: dict[str, str],
         parent_run_id: Optional[str] = None,
         run_id: Optional[str] = None,
+        *,
+        ends: str = "FINISHED",
     ) -> Iterator[Any]:
-        """Create (or reopen, given run_id) a run and end it FINISHED, FAILED or KILLED. An
+        """Create (or reopen, given run_id) a run and end it `ends` (FINISHED; SCHEDULED for
+        a run whose work comes later, a study's or a seed group's), FAILED or KILLED. An
         exception that carries `mlflow_status` and `reason` (errors.RunEnded, Interrupted)
-        decides both; any other ends the run FAILED with its type and message."""
+        decides both; any other ends the run FAILED with its type and message. The run
+        carries this process's pid and host, so one left RUNNING by a kill -9 is reaped."""
         process_tags = {Tag.PID: str(os.getpid()), Tag.HOST: socket.gethostname()}
         if run_id is None:
             all_tags = {**tags, **process_tags}
@@ -236,7 +245,7 @@ class Store:
                 self._end(run_id, status, reason)
             raise
         else:
-            self._end(run_id, "FINISHED", None)
+            self._end(run_id, ends, None)
 
     @contextlib.contextmanager
     def system_metrics(self, run_id: str, enabled: bool, resumed: bool = False) -> Iterator[None]:
@@ -313,6 +322,20 @@ def _quoted(value: str) -> str:
     if "'" in str(value):
         raise ValueError(f"{value!r} cannot be searched in MLflow (it holds a quote)")
     return f"'{value}'"
+
+
+def _folders_mlflow_would_make(uri: str) -> list[Path]:
+    """MLflow makes the store's folder from the URI's raw text: where the path needed
+    escaping (a '%' or '?' in it), that is another, wrong folder. The ones that do not exist
+    yet, deepest first, so they can be removed again once MLflow has made them."""
+    raw = Path(uri.removeprefix("sqlite:///")).parent
+    if raw == Path(sqlite_path(uri)).parent:
+        return []
+    missing = []
+    while not raw.exists() and raw != raw.parent:
+        missing.append(raw)
+        raw = raw.parent
+    return missing
 
 
 def _refuse_unknown_schema(path: Path) -> None:
