@@ -1,10 +1,14 @@
-"""A study's final steps, done once, by the first process that finds every cell ended: the
-comparison table and the leave-one-out table from the study's own seed groups, the pick of
-the final model on validation, its single test and registration, and the report, each
-recorded on the study's run (the waterfall, the forest plot, the report as artifacts)."""
+"""A study's final steps, claimed like a cell (study.queue) by the first process that finds
+every cell ended, and retried by the next worker or run if that process is interrupted or
+killed: the comparison table and the leave-one-out table from the study's own seed groups,
+the pick of the final model on validation, its single test and registration, and the
+report, each recorded on the study's run. Each step is safe to do again: the tables and the
+report are rewritten, a leave-one-out record or a final run already FINISHED is kept."""
 
 from __future__ import annotations
 
+import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -20,7 +24,7 @@ from harness.runs.final import select
 from harness.study import ablate as loo
 from harness.study.cells import StudyPlan
 from harness.study.leave_one_out import leave_one_out
-from harness.study.queue import CANNOT_BUILD, GROUPS, HISTORY_RUN
+from harness.study.queue import CANNOT_BUILD, FINAL_DONE, GROUPS, HISTORY_RUN, finish_groups
 from harness.tracking.names import Tag, run_link
 
 METRIC = "best_val_accuracy"
@@ -28,6 +32,7 @@ METRIC = "best_val_accuracy"
 
 def finalize(ctx: Context, study, plan_: StudyPlan, first) -> None:
     """The tables, the selection and the report of a study whose cells have all ended."""
+    finish_groups(ctx, study)  # a group a killed worker left waiting
     store = ctx.writable_store
     groups: dict[str, str] = study.user_attrs[GROUPS]
     history_run = study.user_attrs[HISTORY_RUN]
@@ -43,29 +48,62 @@ def finalize(ctx: Context, study, plan_: StudyPlan, first) -> None:
         comparison.frame.to_csv(folder / "history.csv", index=False)
         chart(comparison.frame, METRIC, folder / "waterfall.png")
         store.client.log_artifacts(history_run, str(folder))
-    if plan_.leave_one_out and plan_.target in finished:
-        cannot_build = study.user_attrs.get(CANNOT_BUILD, {})
+    if plan_.leave_one_out and plan_.target in finished and not _recorded_leave_one_out(store, experiment_id, study):
         _leave_one_out(
-            ctx, plan_, groups=groups, finished=finished, experiment_id=experiment_id, cannot_build=cannot_build
+            ctx,
+            plan_,
+            study.study_name,
+            groups=groups,
+            finished=finished,
+            experiment_id=experiment_id,
+            cannot_build=study.user_attrs.get(CANNOT_BUILD, {}),
         )
-    selection = select(ctx, scope, chain)
+    final_run_id = _selected(store, history_run)
+    if final_run_id is None:
+        selection = select(ctx, scope, chain)
+        store.log(
+            history_run,
+            metrics={METRIC: selection.mean, "test_accuracy": selection.test_accuracy},
+            tags={Tag.SELECTED: selection.entry, Tag.FINAL_RUN: selection.final_run_id},
+        )
+        final_run_id = selection.final_run_id
     out = paths.reports(ctx.root) / f"study-{paths.slug(plan_.target)}.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     build_report(ctx, scope, out, "html")
     store.log_artifact(history_run, out)
-    store.log(
-        history_run,
-        metrics={METRIC: selection.mean, "test_accuracy": selection.test_accuracy},
-        tags={Tag.SELECTED: selection.entry, Tag.FINAL_RUN: selection.final_run_id},
-    )
     store.client.set_terminated(history_run, "FINISHED")
-    ctx.echo(f"report: {out}")
-    ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, history_run)}")
+    registered = store.get_run(final_run_id).data.tags.get(Tag.REGISTERED, "")
+    links = [
+        f"study run: {run_link(store.uri, experiment_id, history_run)}",
+        f"report: {out}",
+        f"final run: {run_link(store.uri, experiment_id, final_run_id)}" + (f" ({registered})" if registered else ""),
+    ]
+    study.set_user_attr(FINAL_DONE, {"by": f"{socket.gethostname()}:{os.getpid()}", "links": links})
+    for line in links:
+        ctx.echo(line)
+
+
+def _selected(store, history_run: str):
+    """The final run a study already selected, tested and registered, if it FINISHED."""
+    final_run_id = store.get_run(history_run).data.tags.get(Tag.FINAL_RUN)
+    if final_run_id and store.get_run(final_run_id).info.status == "FINISHED":
+        return final_run_id
+    return None
+
+
+def _recorded_leave_one_out(store, experiment_id: str, study) -> bool:
+    """Whether this study's leave-one-out table was recorded already (a retried final step)."""
+    return bool(
+        store.runs(
+            experiment_id, status="FINISHED", tags={Tag.KIND: "leave_one_out", Tag.STUDY: study.study_name}, limit=1
+        )
+    )
 
 
 def _leave_one_out(
     ctx: Context,
     plan_: StudyPlan,
+    study_name: str,
     *,
     groups: dict[str, str],
     finished: dict[str, str],
@@ -95,4 +133,4 @@ def _leave_one_out(
             rows.append(loo.ablation_row(target, variant.step, None, None, METRIC, reason))
     ablation = loo.Ablation(pd.DataFrame(rows))
     ctx.echo(loo.render(ablation.table, METRIC, "table"))
-    loo.record(ctx, ablation, finished[target], experiment_id, name=target, key=METRIC)
+    loo.record(ctx, ablation, finished[target], experiment_id, name=target, key=METRIC, study=study_name)

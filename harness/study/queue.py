@@ -1,15 +1,13 @@
-"""`harness study TARGET`: the report's whole study in one command. Every step of TARGET's
-history over the seeds (and, with --leave-one-out, every variant of TARGET), then the
-comparison table, the pick of the final model on validation, its single test, its
-registration, and the report.
+"""The queue of a `harness study`, kept in an Optuna study: its cells (an entry or variant,
+a seed) and, once every cell has ended, one more task, the final steps (study.final).
 
-Cells (an entry or variant, a seed) are enqueued once as trials of an Optuna study and
-claimed by workers through Optuna's storage: the journal file on one machine, PostgreSQL
-across machines, where Optuna's heartbeat fails the cell of a dead worker and queues it again
-(on the journal file, the next worker on the host sees the dead process and does the same).
-Each cell lands as one FINISHED MLflow run, a child of its entry's seed group, itself a child
-of the study's run. Running the same command again continues the study: finished cells are
-not trained again, and an interrupted cell resumes from its backup.
+Both are trials that workers claim through Optuna's storage: the journal file on one
+machine, PostgreSQL across machines, where Optuna's heartbeat fails the trial of a dead
+worker and queues it again (on the journal file, the next worker on the host sees the dead
+process and does the same). An interrupted worker queues its trial again itself. Each cell
+lands as one FINISHED MLflow run, a child of its entry's seed group, itself a child of the
+study's run; a group is finished by whoever finds all its cells ended, so a worker killed
+between its cell and its group leaves nothing that the next one cannot repair.
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -29,20 +28,21 @@ from optuna.trial import TrialState
 from harness.context import Context
 from harness.entries.registry import Registry
 from harness.errors import HarnessError, RunFailed
-from harness.interrupts import GUARD
 from harness.runs import runner
 from harness.runs.planning import Planned, plan
 from harness.runs.tracked_run import RunOptions
 from harness.study.cells import Cell, StudyPlan, check_same_specs, plan_cells
 from harness.tracking.names import Tag
 from harness.training.geometry import CannotBuild
-from harness.tuning.storage import HEARTBEAT_SECONDS, fail_stale_trials, open_storage, study_lock
+from harness.tuning.storage import fail_stale_trials, heartbeat_seconds, open_storage, study_lock
 
 HISTORY_RUN = "mlflow_history_run_id"  # study user attributes
 GROUPS = "mlflow_group_runs"
 CELLS = "cells"
-FINALIZED = "finalized_by"
 CANNOT_BUILD = "cannot_build"  # group -> why its cells were left out
+FINAL = "final_steps"  # user attribute of the trial that stands for the study's final steps
+FINAL_DONE = "final_steps_done"  # study user attribute: who did them, and the links they printed
+RETRY_OF = "retry_of"  # user attribute of a trial queued again for an interrupted one
 
 
 @dataclass
@@ -54,8 +54,8 @@ class Progress:
     trained: list[float] = field(default_factory=list)  # seconds of the cells this worker trained
 
     def line(self, study) -> str:
-        states = [t.state for t in study.get_trials(deepcopy=False) if "cell" in t.user_attrs]
-        done = sum(s in (TrialState.COMPLETE, TrialState.FAIL) for s in states) - _retried(study)
+        states = [t.state for t in _live(study) if "cell" in t.user_attrs]
+        done = sum(s in (TrialState.COMPLETE, TrialState.FAIL) for s in states)
         running = states.count(TrialState.RUNNING)
         left = self.total - done - running
         elapsed = time.monotonic() - self.started
@@ -64,13 +64,6 @@ class Progress:
             per_cell = sum(self.trained) / len(self.trained)
             eta = f", about {_duration(per_cell * (left + running / 2))} left for one worker"
         return f"cells: {done}/{self.total} done, {running} running, {left} waiting; {_duration(elapsed)} elapsed{eta}"
-
-
-def _retried(study) -> int:
-    """Failed trials that were queued again (a dead or interrupted worker's): not done."""
-    return sum(
-        1 for t in study.get_trials(deepcopy=False) if "retry_of" in t.user_attrs or "failed_trial" in t.system_attrs
-    )
 
 
 def _duration(seconds: float) -> str:
@@ -120,9 +113,9 @@ def buildable_cells(registry: Registry, plan_: StudyPlan, input_shape) -> tuple[
 
 
 def _create(ctx: Context, study, cells: list[Cell], *, first: Planned, settings: tuple[str, ...]) -> None:
-    """Enqueue every cell and make the MLflow runs: the study's, and one seed group per entry
-    or variant (SCHEDULED until its last cell finishes). first: the target, planned;
-    settings: the user's overrides."""
+    """Make the MLflow runs, the study's and one seed group per entry or variant (SCHEDULED
+    until their cells end), then enqueue every cell. Each run is made through Store.run, so
+    a crash part-way leaves no run RUNNING for good."""
     from harness.runs.planning import run_tags
     from harness.tracking.run_inputs import log_dataset_inputs
 
@@ -130,8 +123,8 @@ def _create(ctx: Context, study, cells: list[Cell], *, first: Planned, settings:
     experiment_id = store.ensure_experiment(first.experiment)
     tags = run_tags(first, "history", ctx.root, settings)
     tags.update({Tag.STUDY: study.study_name, Tag.CELLS: str(len(cells))})
-    history = store.client.create_run(experiment_id, run_name=f"{first.resolved.name} study", tags=tags)
-    log_dataset_inputs(store.client, history.info.run_id, first.data)
+    with store.run(experiment_id, f"{first.resolved.name} study", tags, ends="SCHEDULED") as history:
+        log_dataset_inputs(store.client, history.info.run_id, first.data)
     groups: dict[str, str] = {}
     registry = Registry(ctx.root)
     for cell in cells:
@@ -141,76 +134,68 @@ def _create(ctx: Context, study, cells: list[Cell], *, first: Planned, settings:
         kind = "variant" if cell.variant else "group"
         group_tags = run_tags(Planned(resolved, first.diff, first.data), kind, ctx.root, settings)
         del group_tags[Tag.SEED]
-        group_tags.update({"mlflow.parentRunId": history.info.run_id, Tag.STUDY: study.study_name})
+        group_tags[Tag.STUDY] = study.study_name
         if cell.variant:
             group_tags[Tag.VARIANT] = cell.variant
         seeds = sorted({c.seed for c in cells if c.group == cell.group})
         group_tags[Tag.SEEDS] = ",".join(map(str, seeds))
-        run = store.client.create_run(experiment_id, run_name=f"{cell.group} x{len(seeds)} seeds", tags=group_tags)
-        store.log(run.info.run_id, params={k: v for k, v in resolved.flat().items() if k != "training.seed"})
-        log_dataset_inputs(store.client, run.info.run_id, first.data)
-        store.client.set_terminated(run.info.run_id, "SCHEDULED")
+        name = f"{cell.group} x{len(seeds)} seeds"
+        with store.run(experiment_id, name, group_tags, history.info.run_id, ends="SCHEDULED") as run:
+            store.log(run.info.run_id, params={k: v for k, v in resolved.flat().items() if k != "training.seed"})
+            log_dataset_inputs(store.client, run.info.run_id, first.data)
         groups[cell.group] = run.info.run_id
     for index, cell in enumerate(cells):
         study.enqueue_trial({}, user_attrs=cell.to_attrs(index))
     study.set_user_attr(HISTORY_RUN, history.info.run_id)
     study.set_user_attr(GROUPS, groups)
     study.set_user_attr(CELLS, [cell.to_attrs(i) for i, cell in enumerate(cells)])
-    store.client.set_terminated(history.info.run_id, "SCHEDULED")
 
 
-def work(ctx: Context, study, storage, settings: tuple[str, ...]) -> int:
-    """Claim and train cells until none is waiting or a signal arrives; returns how many this
-    worker trained. settings: the user's overrides (the runs' settings)."""
-    progress = Progress(len(study.user_attrs[CELLS]))
-    trained = 0
-    while not GUARD.requested:
-        fail_stale_trials(study, storage)
+def claim(study, storage):
+    """The next waiting trial of the study, now RUNNING and this worker's (a cell, or the final
+    steps), or None when nothing waits. First the trials of dead workers are failed and
+    queued again (RDB: Optuna's heartbeat; journal file: their pid on this host)."""
+    fail_stale_trials(study, storage)
+    with warnings.catch_warnings():  # "experimental", and "heartbeat ... used with Study.optimize":
+        warnings.simplefilter("ignore")  # a study's queue is Optuna's ask-and-tell, by design
         if isinstance(storage, RDBStorage):
             optuna.storages.fail_stale_trials(study)
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            break
+            return None
         trial = study.ask()
-        if "cell" not in trial.user_attrs:  # another worker claimed the last cell first
-            trial.set_user_attr("no_cell", True)
-            study.tell(trial, state=TrialState.FAIL)
-            break
-        trained += _run_cell(ctx, study, trial, storage=storage, settings=settings, progress=progress)
-    GUARD.check()
-    return trained
-
-
-def _run_cell(ctx: Context, study, trial, *, storage, settings: tuple[str, ...], progress: Progress) -> int:
-    """Train the trial's cell as a seed run of its group; 1 if this worker trained it, 0 if
-    it was reused or failed (its reason kept on the trial)."""
-    cell = Cell.from_attrs(trial.user_attrs)
+    if "cell" not in trial.user_attrs and not trial.user_attrs.get(FINAL):  # another worker took the last
+        trial.set_user_attr("no_cell", True)
+        study.tell(trial, state=TrialState.FAIL)
+        return None
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", os.getpid())
+    return trial
+
+
+def run_cell(ctx: Context, study, trial, *, storage, settings: tuple[str, ...], progress: Progress) -> int:
+    """Train the trial's cell as a seed run of its group; 1 if this worker trained it, 0 if
+    it was reused or failed (its reason kept on the trial). Ctrl-C queues it again."""
+    cell = Cell.from_attrs(trial.user_attrs)
     groups = study.user_attrs[GROUPS]
     started = time.monotonic()
-    with _heartbeat(storage, trial):
+    with heartbeat(storage, trial), requeued_on_interrupt(study, trial):
         try:
             outcome = _train(ctx, cell, groups[cell.group], settings)
         except (CannotBuild, RunFailed, HarnessError) as exc:
             trial.set_user_attr("reason", str(exc)[:500])
             study.tell(trial, state=TrialState.FAIL)
             ctx.echo(f"cell {cell.label}: {exc}")
-            _finish_group(ctx, study, cell.group)
+            finish_groups(ctx, study)
             return 0
-        except KeyboardInterrupt:  # this worker stops; the cell is queued again for later
-            kept = {k: v for k, v in trial.user_attrs.items() if k not in ("host", "pid")}
-            study.enqueue_trial({}, user_attrs={**kept, "retry_of": trial.number})
-            study.tell(trial, state=TrialState.FAIL)
-            raise
-    trial.set_user_attr("run_id", outcome.run_id)
-    value = float(outcome.metrics.get("best_val_accuracy", float("nan")))
-    study.tell(trial, value)
+        trial.set_user_attr("run_id", outcome.run_id)
+        value = float(outcome.metrics.get("best_val_accuracy", float("nan")))
+        study.tell(trial, value)
     seconds = time.monotonic() - started
     if not outcome.skipped:
         progress.trained.append(seconds)
     how = "reused" if outcome.skipped else f"{_duration(seconds)}"
     ctx.echo(f"cell {cell.label}: best_val_accuracy {value:.4f} ({how}) | {progress.line(study)}")
-    _finish_group(ctx, study, cell.group)
+    finish_groups(ctx, study)
     return 0 if outcome.skipped else 1
 
 
@@ -224,16 +209,29 @@ def _train(ctx: Context, cell: Cell, group_run_id: str, settings: tuple[str, ...
 
 
 @contextlib.contextmanager
-def _heartbeat(storage, trial):
-    """On an RDB storage, prove every HEARTBEAT_SECONDS that this worker is alive: a cell
-    whose heartbeat stops is failed and queued again (Optuna's fail_stale_trials)."""
+def requeued_on_interrupt(study, trial):
+    """Ctrl-C or SIGTERM while the trial runs: it is queued again (for the next worker, or
+    the same command run again) and this one failed, then the interrupt goes on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        kept = {k: v for k, v in trial.user_attrs.items() if k not in ("host", "pid")}
+        study.enqueue_trial({}, user_attrs={**kept, RETRY_OF: trial.number})
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+
+
+@contextlib.contextmanager
+def heartbeat(storage, trial):
+    """On an RDB storage, prove every few seconds (heartbeat_seconds) that this worker is
+    alive: a trial whose heartbeat stops is failed and queued again (fail_stale_trials)."""
     if not isinstance(storage, RDBStorage):
         yield
         return
-    stop = threading.Event()
+    stop, every = threading.Event(), heartbeat_seconds()
 
     def beat():
-        while not stop.wait(HEARTBEAT_SECONDS):
+        while not stop.wait(every):
             with contextlib.suppress(Exception):
                 storage.record_heartbeat(trial._trial_id)
 
@@ -247,12 +245,16 @@ def _heartbeat(storage, trial):
         thread.join(5)
 
 
+def _live(study) -> list:
+    """The trials that stand for something now: retried ones replaced by their retries."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get(RETRY_OF) for t in trials} | {t.system_attrs.get("failed_trial") for t in trials}
+    return [t for t in trials if t.number not in retried]
+
+
 def group_trials(study, group: str) -> list:
-    """The live trials of a group's cells (retried ones replaced by their retries)."""
-    trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("cell") is not None]
-    retried = {t.user_attrs.get("retry_of") for t in trials} | {t.system_attrs.get("failed_trial") for t in trials}
-    mine = [t for t in trials if _group_of(t) == group and t.number not in retried]
-    return mine
+    """The live trials of a group's cells."""
+    return [t for t in _live(study) if t.user_attrs.get("cell") is not None and _group_of(t) == group]
 
 
 def _group_of(trial) -> str:
@@ -260,14 +262,20 @@ def _group_of(trial) -> str:
     return f"{trial.user_attrs['entry']} {variant}" if variant else trial.user_attrs["entry"]
 
 
+def finish_groups(ctx: Context, study) -> None:
+    """Every seed group whose cells have all ended and whose run still waits: its seed
+    statistics, curves and members, and FINISHED (FAILED if no cell finished). Idempotent:
+    any worker may call it, and the final steps call it first."""
+    for group in study.user_attrs.get(GROUPS, {}):
+        _finish_group(ctx, study, group)
+
+
 def _finish_group(ctx: Context, study, group: str) -> None:
-    """Once every cell of a group has ended: its seed statistics, curves and members, and
-    FINISHED (FAILED if no cell finished)."""
     from harness.results.stats import seed_statistics
     from harness.runs.tracked_run import log_group_curves
 
     trials = group_trials(study, group)
-    if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials):
+    if not trials or any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials):
         return
     store = ctx.writable_store
     run_id = study.user_attrs[GROUPS][group]
@@ -288,9 +296,9 @@ def _finish_group(ctx: Context, study, group: str) -> None:
 def status_rows(study, cells: list[Cell]) -> list[tuple[str, str]]:
     """(cell label, state) of every cell: done, running, waiting, failed (with its reason)."""
     by_cell: dict[int, Any] = {}
-    for trial in study.get_trials(deepcopy=False) if study is not None else []:
+    for trial in _live(study) if study is not None else []:
         index = trial.user_attrs.get("cell")
-        if index is not None and trial.number not in {t.user_attrs.get("retry_of") for t in study.trials}:
+        if index is not None:
             by_cell[index] = trial
     rows = []
     for index, cell in enumerate(cells):
@@ -306,15 +314,26 @@ def status_rows(study, cells: list[Cell]) -> list[tuple[str, str]]:
     return rows
 
 
-def all_done(study) -> bool:
-    states = [t.state for t in study.get_trials(deepcopy=False) if "cell" in t.user_attrs]
+def cells_ended(study) -> bool:
+    """Whether every cell has ended (finished or failed for good): none waits or runs."""
+    states = [t.state for t in _live(study) if "cell" in t.user_attrs]
     return bool(states) and not any(s in (TrialState.WAITING, TrialState.RUNNING) for s in states)
 
 
-def claim_finalizing(ctx: Context, study, storage) -> bool:
-    """Whether this process does the final steps (once per study, the first to ask)."""
+def final_state(study) -> Optional[TrialState]:
+    """The state of the final steps' live trial (None before it was queued)."""
+    finals = [t for t in _live(study) if t.user_attrs.get(FINAL)]
+    return finals[-1].state if finals else None
+
+
+def queue_final_steps(ctx: Context, study, storage) -> bool:
+    """Once every cell has ended, queue the final steps as one more trial, unless one waits,
+    runs or has finished (a failed one is queued again: a rerun tries again). Returns
+    whether this call queued it."""
+    if not cells_ended(study):
+        return False
     with study_lock(ctx.root, storage, study.study_name):
-        if study.user_attrs.get(FINALIZED):
+        if final_state(study) in (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE):
             return False
-        study.set_user_attr(FINALIZED, f"{socket.gethostname()}:{os.getpid()}")
+        study.enqueue_trial({}, user_attrs={FINAL: True})
         return True

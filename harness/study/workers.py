@@ -5,6 +5,7 @@ Workers on other machines join by running the same command with the same --stora
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,21 +14,44 @@ import threading
 from dataclasses import dataclass
 from typing import Optional
 
+from optuna.trial import TrialState
+
 from harness.context import Context
 from harness.errors import HarnessError
 from harness.interrupts import GUARD
 from harness.study.cells import StudyPlan
-from harness.study.queue import Progress, all_done, claim_finalizing, open_study, status_rows, work
+from harness.study.queue import (
+    CELLS,
+    FINAL,
+    FINAL_DONE,
+    Progress,
+    claim,
+    final_state,
+    finish_groups,
+    heartbeat,
+    open_study,
+    queue_final_steps,
+    requeued_on_interrupt,
+    run_cell,
+    status_rows,
+)
 
 MAX_WORKERS = 64  # one machine's processes; more machines join with --storage
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # --name: part of the Optuna study's name
+
+
+class StudyIncomplete(HarnessError):
+    """Workers ended with errors and the study is not complete: exit status 1."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
 class StudyOptions:
     """storage_url: None for the journal file (one machine), an RDB URL across machines;
-    workers: processes on this machine; worker: this process is one of them (it trains and
-    reports cells, the process that started it does the final steps); name: another study
-    of the same command; dry_run: print the cells and which are done, write nothing."""
+    workers: processes on this machine; worker: this process is one of them, started by
+    another (it says nothing of the study's state at its end); name: another study of the
+    same command; dry_run: print the cells and which are done, write nothing."""
 
     storage_url: Optional[str] = None
     workers: int = 1
@@ -38,51 +62,113 @@ class StudyOptions:
     def check(self) -> None:
         if not 1 <= self.workers <= MAX_WORKERS:
             raise HarnessError(f"--workers {self.workers}: use 1 to {MAX_WORKERS}")
+        if self.name and not NAME.fullmatch(self.name):
+            raise HarnessError(
+                f"--name {self.name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
 
 
 def run_study(ctx: Context, plan_: StudyPlan, options: StudyOptions) -> None:
-    """The whole study: cells claimed and trained, then (once, by whoever finds them all
-    ended) the tables, the selection and the report."""
+    """The whole study: cells claimed and trained, then the final steps (the tables, the
+    selection, the report), claimed like a cell by whichever process finds every cell ended.
+    Workers here (options.workers) relay their lines; this process then claims whatever is
+    left (the final steps, if a worker ended before it could)."""
     options.check()
     if options.dry_run:
         return dry_run(ctx, plan_, options)
     study, storage, _, first = open_study(ctx, plan_, options.storage_url, options.name)
-    if options.workers > 1:
-        _run_workers(ctx, plan_, options)
-    else:
-        work(ctx, study, storage, plan_.overrides)
+    failed = _run_workers(ctx, plan_, options) if options.workers > 1 else []
+    done = work(ctx, study, storage, plan_, first)
     if options.worker:
         return None
-    if not all_done(study):
-        ctx.echo(f"{Progress(len(study.user_attrs['cells'])).line(study)}; the same command continues the study")
-        return None
-    if claim_finalizing(ctx, study, storage):
-        from harness.study.final import finalize
-
-        finalize(ctx, study, plan_, first)
-    else:
-        ctx.echo(f"every cell has ended; {study.user_attrs.get('finalized_by')} did the final steps")
+    _say_where_it_stands(ctx, study, done.final_steps)
+    if failed and final_state(study) != TrialState.COMPLETE:
+        raise StudyIncomplete(f"workers {', '.join(map(str, failed))} ended with an error; the study is not complete")
     return None
 
 
+@dataclass
+class Worked:
+    """What one process did of a study: cells it trained, whether it did the final steps."""
+
+    cells: int = 0
+    final_steps: bool = False
+
+
+def work(ctx: Context, study, storage, plan_: StudyPlan, first) -> Worked:
+    """Claim and run what waits, until nothing does or a signal arrives: cells, and once
+    every cell has ended, the final steps."""
+    from harness.study.final import finalize
+
+    progress = Progress(len(study.user_attrs[CELLS]))
+    done = Worked()
+    while not GUARD.requested:
+        finish_groups(ctx, study)  # groups a killed worker left waiting
+        queue_final_steps(ctx, study, storage)
+        trial = claim(study, storage)
+        if trial is None:
+            break
+        if trial.user_attrs.get(FINAL):
+            with heartbeat(storage, trial), requeued_on_interrupt(study, trial):
+                _final_steps(ctx, study, trial, plan_, first, finalize)
+            done.final_steps = True
+            continue
+        done.cells += run_cell(ctx, study, trial, storage=storage, settings=plan_.overrides, progress=progress)
+    GUARD.check()
+    return done
+
+
+def _final_steps(ctx: Context, study, trial, plan_: StudyPlan, first, finalize) -> None:
+    """Run the final steps as the claimed trial; a failure is kept as its reason (the same
+    command tries again), an interrupt queues it again (requeued_on_interrupt)."""
+    try:
+        finalize(ctx, study, plan_, first)
+    except HarnessError as exc:
+        trial.set_user_attr("reason", str(exc)[:500])
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    study.tell(trial, 1.0)
+
+
+def _say_where_it_stands(ctx: Context, study, did_final: bool) -> None:
+    """After the work: a finished study's links (printed already by whoever did its final
+    steps, if that was this process), else how far it is."""
+    if final_state(study) == TrialState.COMPLETE:
+        if not did_final:
+            done = study.user_attrs.get(FINAL_DONE, {})
+            ctx.echo(f"every cell has ended; {done.get('by', 'another worker')} did the final steps")
+            for line in done.get("links", []):
+                ctx.echo(line)
+        return
+    line = Progress(len(study.user_attrs[CELLS])).line(study)
+    ctx.echo(f"{line}; final steps {_final_words(final_state(study))}; the same command continues the study")
+
+
+def _final_words(state) -> str:
+    if state is None:
+        return "after the last cell"
+    return {"WAITING": "waiting", "RUNNING": "running in another worker", "FAIL": "failed"}.get(
+        state.name, state.name.lower()
+    )
+
+
 def dry_run(ctx: Context, plan_: StudyPlan, options: StudyOptions) -> None:
-    """Print every cell and whether it is done, without creating or changing anything."""
+    """Print every cell and whether it is done, without creating or changing anything (a
+    storage that does not exist yet is not made)."""
     import optuna
 
-    from harness import paths
     from harness.entries.registry import Registry
     from harness.runs.planning import plan
     from harness.study.queue import buildable_cells
+    from harness.tuning.storage import open_storage
 
     registry = Registry(ctx.root)
     first = plan(registry, plan_.target, list(plan_.overrides))
     cells, unbuildable = buildable_cells(registry, plan_, first.data.input_shape)
-    study = None
     name = plan_.name(first.experiment) + (f"/{options.name}" if options.name else "")
-    if options.storage_url or paths.journal_path(ctx.root).is_file():
-        from harness.tuning.storage import open_storage
-
-        storage, _ = open_storage(ctx.root, options.storage_url)
+    storage, _ = open_storage(ctx.root, options.storage_url, create=False)
+    study = None
+    if storage is not None:
         try:
             study = optuna.load_study(study_name=name, storage=storage)
         except KeyError:
@@ -113,7 +199,8 @@ def visible_gpus() -> list[str]:
 
 def worker_command(plan_: StudyPlan, options: StudyOptions, tracking_uri: Optional[str]) -> list[str]:
     """The command line of one local worker: the same study, one process, --worker."""
-    command = [sys.executable, "-m", "harness", "study", plan_.target, "--seeds", ",".join(map(str, plan_.seeds))]
+    seeds = ",".join(map(str, plan_.seeds)) + ","  # a list, even of one seed: "7," (a bare "7" is a count)
+    command = [sys.executable, "-m", "harness", "study", plan_.target, "--seeds", seeds]
     for override in plan_.overrides:
         command += ["--set", override]
     if plan_.leave_one_out:
@@ -128,9 +215,10 @@ def worker_command(plan_: StudyPlan, options: StudyOptions, tracking_uri: Option
     return [*command, "--worker"]
 
 
-def _run_workers(ctx: Context, plan_: StudyPlan, options: StudyOptions) -> None:
+def _run_workers(ctx: Context, plan_: StudyPlan, options: StudyOptions) -> list[int]:
     """Start options.workers worker processes and relay their lines until they end; a
-    signal is passed on to them (each ends its cell KILLED and queues it again)."""
+    signal is passed on to them (each ends its cell KILLED and queues it again). Returns
+    the numbers of the workers that ended with an error."""
     gpus = visible_gpus()
     command = worker_command(plan_, options, ctx.tracking_uri)
     workers = []
@@ -169,7 +257,8 @@ def _run_workers(ctx: Context, plan_: StudyPlan, options: StudyOptions) -> None:
     GUARD.check()
     failed = [i + 1 for i, w in enumerate(workers) if w.returncode not in (0,)]
     if failed:
-        ctx.echo(f"workers {failed} ended with an error; their cells are queued again for the next run")
+        ctx.echo(f"workers {failed} ended with an error (above); this process takes what they left")
+    return failed
 
 
 def _relay(ctx: Context, index: int, process: subprocess.Popen) -> None:

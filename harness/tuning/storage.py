@@ -10,6 +10,7 @@ import fcntl
 import hashlib
 import os
 import socket
+import urllib.parse
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -27,8 +28,8 @@ from harness.locks import process_alive
 
 # RDB storages: a worker proves it is alive this often, and a trial silent for the grace
 # period is failed and retried. Environment overrides exist for tests and slow networks.
-HEARTBEAT_SECONDS = int(os.environ.get("HARNESS_HEARTBEAT_SECONDS", 30))
-GRACE_SECONDS = int(os.environ.get("HARNESS_GRACE_SECONDS", 90))
+HEARTBEAT_SECONDS = 30  # HARNESS_HEARTBEAT_SECONDS
+GRACE_SECONDS = 90  # HARNESS_GRACE_SECONDS: three missed heartbeats
 MAX_RETRY = 2  # a trial failed by a dead worker is retried at most this often
 SCHEMA_LOCK_KEY = 0x6861726E  # "harn": one advisory lock id for creating Optuna's tables
 
@@ -36,6 +37,25 @@ SCHEMA_LOCK_KEY = 0x6861726E  # "harn": one advisory lock id for creating Optuna
 def study_name_for(resolved, dataset_label: str) -> str:
     """entry@dataset/spec: one study per entry, dataset and base spec (edits start afresh)."""
     return f"{resolved.name}@{dataset_label}/{resolved.fingerprint()[:8]}"
+
+
+def heartbeat_seconds() -> int:
+    """How often a worker on an RDB storage proves it is alive ($HARNESS_HEARTBEAT_SECONDS)."""
+    return _env_seconds("HARNESS_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS)
+
+
+def grace_seconds() -> int:
+    """How long an RDB trial may stay silent before it is failed and retried."""
+    return _env_seconds("HARNESS_GRACE_SECONDS", GRACE_SECONDS)
+
+
+def _env_seconds(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    if not text.strip().isdigit() or not 1 <= int(text) <= 86_400:
+        raise HarnessError(f"{name}={text!r}: expected a whole number of seconds from 1 to 86400")
+    return int(text)
 
 
 def check_url(url: str) -> None:
@@ -61,32 +81,101 @@ def quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
-def open_storage(root: Path, url: Optional[str]) -> tuple[Any, str]:
-    """(storage, its description): the journal file by default, else an RDB URL. Every way
-    into a study passes here, so Optuna is quieted here (quiet_optuna)."""
+def check_storage(root: Path, url: Optional[str]) -> None:
+    """A storage a study can live in, checked before anything is written: persistent (not
+    SQLite in memory: the study would end with this process, and no worker could share it),
+    and not one of the harness's own files (the MLflow store, or anything else in mlruns/
+    but the Optuna folder): Optuna would add its tables to MLflow's database."""
+    heartbeat_seconds(), grace_seconds()
+    if not url:
+        return
+    if "://" not in url:
+        raise HarnessError(f"--storage {url!r}: expected an RDB URL such as postgresql://user@host/db")
+    if url.startswith("sqlite:"):
+        database = _sqlite_database(url)
+        if database in ("", ":memory:") or "mode=memory" in url:
+            raise HarnessError(
+                f"--storage {url}: SQLite in memory ends with this process, and no other worker can share it; "
+                "give a file (sqlite:///path) or PostgreSQL"
+            )
+        target = Path(database).expanduser().resolve()
+        own = paths.mlruns(root).resolve()
+        if (target == own or own in target.parents) and paths.optuna_folder(root).resolve() not in target.parents:
+            raise HarnessError(f"--storage {url}: {target} is one of the harness's own files; give another file")
+        if target.is_file() and _is_mlflow_store(target):
+            raise HarnessError(f"--storage {url}: {target} is an MLflow store; give another file")
+
+
+def _sqlite_database(url: str) -> str:
+    """The database part of a sqlite URL as SQLAlchemy reads it: '' or ':memory:' for memory."""
+    return urllib.parse.unquote(url.split("://", 1)[1].removeprefix("/").split("?", 1)[0])
+
+
+def _sqlite_file(url: str) -> Path:
+    return Path(_sqlite_database(url)).expanduser()
+
+
+def _is_mlflow_store(path: Path) -> bool:
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error:
+        return False
+    return {"experiments", "runs", "latest_metrics"} <= tables
+
+
+def open_storage(root: Path, url: Optional[str], create: bool = True) -> tuple[Any, str]:
+    """(storage, its description): the journal file by default, else an RDB URL, checked
+    first (check_storage). With create=False (a dry run) a storage that does not exist yet is
+    (None, description), and nothing is created. Every way into a study passes here, so
+    Optuna is quieted here (quiet_optuna)."""
     quiet_optuna()
+    check_storage(root, url)
     if not url:
         path = paths.journal_path(root)
+        if not create and not path.is_file():
+            return None, str(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         # An open()-based lock: symlink locks misbehave on some network filesystems.
         backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
         return JournalStorage(backend), str(path)
+    if not create and url.startswith("sqlite:") and not _sqlite_file(url).is_file():
+        return None, _redact(url)  # connecting would create the file
     check_url(url)
+    if not create and not _has_optuna_tables(url):
+        return None, _redact(url)
     try:
         with warnings.catch_warnings(), _schema_lock(url):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = RDBStorage(
                 url,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
+                heartbeat_interval=heartbeat_seconds(),
+                grace_period=grace_seconds(),
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
                 engine_kwargs={"pool_pre_ping": True},
+                skip_table_creation=not create,
             )
     except Exception as exc:  # noqa: BLE001 - driver and connection errors vary by database
         raise HarnessError(
             f"--storage {_redact(url)}: cannot open ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
         ) from None
     return storage, _redact(url)
+
+
+def _has_optuna_tables(url: str) -> bool:
+    """Whether the database already holds Optuna's tables (a SQLite file that does not exist
+    holds none, and is not created by asking)."""
+    import sqlalchemy
+
+    if url.startswith("sqlite:") and not _sqlite_file(url).is_file():
+        return False
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        return "studies" in sqlalchemy.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager
