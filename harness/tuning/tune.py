@@ -187,6 +187,18 @@ class _Objective:
         self.started = 0
 
     def __call__(self, trial: optuna.Trial) -> float:
+        """Ctrl-C or SIGTERM at any moment of a trial, even before it sampled (the signal
+        may land between Optuna's ask and this call), queues the same values again: a
+        study never loses its first trial, the entry's own values."""
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:  # Optuna fails this trial; the same values run next time
+            values = dict(trial.params) or _fixed_params(trial)
+            if values:
+                trial.study.enqueue_trial(values, user_attrs={"retry_of": trial.number})
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
         from harness.tuning.pruning import PrunedAtEpoch, PruningCallback
 
         GUARD.check()
@@ -219,9 +231,6 @@ class _Objective:
             trial.set_user_attr("epochs", exc.epoch)
             self.ctx.echo(f"trial {trial.number}: {exc.reason}")
             raise
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: Optuna fails this trial; run it again next time
-            trial.study.enqueue_trial(values, user_attrs={"retry_of": trial.number})
-            raise
         except HarnessError as exc:  # cannot build, NaN loss: this trial fails, the study goes on
             trial.set_user_attr("fail_reason", str(exc)[:500])
             self.ctx.echo(f"trial {trial.number} failed: {exc}")
@@ -231,6 +240,13 @@ class _Objective:
         value = float(outcome.metrics.get(f"best_{metric}", outcome.metrics[f"final_{metric}"]))
         self.ctx.echo(f"trial {trial.number}: {metric} {value:.4f}")
         return value
+
+
+def _fixed_params(trial: optuna.Trial) -> dict[str, Any]:
+    """The values a trial was enqueued with (the entry's own, for the first), before it has
+    sampled any: kept in the frozen trial's system attributes."""
+    frozen = next((t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number), None)
+    return dict(frozen.system_attrs.get("fixed_params", {})) if frozen is not None else {}
 
 
 def _shown(values: dict[str, Any]) -> str:
