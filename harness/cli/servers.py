@@ -1,10 +1,13 @@
 """The two web UIs over the project's stores: MLflow's UI and optuna-dashboard, each a child
-process bound to 127.0.0.1 by default. A busy port is one line before anything starts; the
-server's own start-up chatter goes to a log file unless --verbose; Ctrl-C or SIGTERM stops
-the server's whole process group (its workers too), so nothing is left on the port."""
+process bound to 127.0.0.1 by default. A busy port or a host that is not this machine's is
+one line before anything starts; the server's own start-up chatter goes to a log file
+unless --verbose; its links print once it answers. Ctrl-C or SIGTERM stops the server's
+whole process group within a few seconds; a watchdog process kills the group too if this
+process dies without stopping it (kill -9), so nothing is left holding the port."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -21,18 +24,42 @@ from harness.errors import HarnessError
 from harness.interrupts import GUARD
 
 START_SECONDS = 60  # how long a server may take to answer before it counts as failed
-STOP_SECONDS = 10  # how long a stopped server may take before it is killed
+STOP_SECONDS = 2  # how long a stopped server may take to exit before it is killed
+LEAN = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runner: the UI needs none of its 7 consumers
+# Kills the server's process group once the harness is gone (re-parented: even a zombie
+# harness counts as gone), and exits once the group is.
+WATCHDOG = """
+import os, signal, sys, time
+parent, group = int(sys.argv[1]), int(sys.argv[2])
+while os.getppid() == parent:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        sys.exit(0)
+    time.sleep(0.5)
+try:
+    os.killpg(group, signal.SIGKILL)
+except ProcessLookupError:
+    pass
+"""
 
 
 def check_port(host: str, port: int) -> None:
-    """A port this machine can listen on, else a one-line HarnessError naming it."""
+    """A port this machine can listen on, else a one-line HarnessError naming it: in use,
+    or a host that is not an address of this machine."""
     if not 0 < port < 65536:
         raise HarnessError(f"--port {port}: use a port from 1 to 65535")
-    with socket.socket() as probe:
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise HarnessError(f"--host {host}: not an address this machine knows ({exc})") from None
+    with socket.socket(family) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise HarnessError(f"--host {host}: not an address of this machine") from None
             raise HarnessError(
                 f"port {port} on {host} is in use or not available ({exc.strerror}); choose another with --port"
             ) from None
@@ -56,6 +83,8 @@ def run_ui(ctx: Context, *, host: str, port: int, verbose: bool = False) -> int:
         host,
         "--port",
         str(port),
+        "--workers",
+        "1",  # one user on one machine: MLflow's default of 4 web workers costs seconds of start-up
     ]
     base = f"http://{host}:{port}"
 
@@ -90,18 +119,22 @@ def run_dashboard(ctx: Context, storage: Optional[str], *, host: str, port: int,
 
 
 def serve(ctx: Context, command: list[str], address: tuple[str, int], ready, log: Optional[Path]) -> int:
-    """Start `command` in its own process group, print its links (`ready()`), say when it
-    answers on `address`, and wait; a signal stops the whole group. Output goes to `log`
-    (None: this terminal)."""
+    """Start `command` in its own process group (watched: it dies with this process), print
+    its links (`ready()`) once it answers on `address`, and wait; a signal stops the whole
+    group. Output goes to `log` (None: this terminal)."""
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
     sink = open(log, "w") if log is not None else None  # noqa: SIM115 - closed in finally
     try:
         process = subprocess.Popen(
-            command, stdout=sink, stderr=subprocess.STDOUT if sink else None, start_new_session=True
+            command,
+            stdout=sink,
+            stderr=subprocess.STDOUT if sink else None,
+            start_new_session=True,
+            env={**os.environ, **LEAN},
         )
+        _watch(process)
         with GUARD.on_emergency(lambda _reason: _stop(process, signal.SIGKILL)):
-            ready()
             answered, started = False, time.monotonic()
             while process.poll() is None:
                 if GUARD.requested:
@@ -109,15 +142,15 @@ def serve(ctx: Context, command: list[str], address: tuple[str, int], ready, log
                     break
                 if not answered and _answers(address):
                     answered = True
-                    ctx.echo(
-                        f"(up after {time.monotonic() - started:.0f} s" + (f"; server log: {log})" if log else ")")
-                    )
+                    ready()
+                    where = f"; server log: {log}" if log else ""
+                    ctx.echo(f"ready after {time.monotonic() - started:.1f} s (Ctrl-C stops it{where})")
                 if not answered and time.monotonic() - started > START_SECONDS:
                     _stop(process, signal.SIGTERM)
                     raise HarnessError(
                         f"{command[0]} did not answer on port {address[1]} in {START_SECONDS} s{_tail(log)}"
                     )
-                time.sleep(0.2)
+                time.sleep(0.1)
         code = process.wait()
         if not answered and not GUARD.requested:
             raise HarnessError(f"the server stopped before it answered (exit {code}){_tail(log)}")
@@ -125,6 +158,18 @@ def serve(ctx: Context, command: list[str], address: tuple[str, int], ready, log
     finally:
         if sink is not None:
             sink.close()
+
+
+def _watch(process: subprocess.Popen) -> None:
+    """A small process, in a session of its own, that kills the server's group once this
+    process is gone however it went (a kill -9 runs no clean-up here)."""
+    subprocess.Popen(
+        [sys.executable, "-c", WATCHDOG, str(os.getpid()), str(process.pid)],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _answers(address: tuple[str, int]) -> bool:

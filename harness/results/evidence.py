@@ -45,6 +45,12 @@ class Evidence:
         return summarize(values) if values else None
 
 
+def stands_for(run, entry: str) -> bool:
+    """Whether a run is the entry's: its own, or one of the same spec it was found to be."""
+    tags = run.data.tags
+    return tags.get(Tag.ENTRY) == entry or entry in tags.get(Tag.ALIASES, "").split(",")
+
+
 def settings_of(run) -> tuple[str, str]:
     """(fingerprint, label) of a run's settings; runs made before the settings tags existed
     get them from their overrides tag."""
@@ -67,11 +73,12 @@ class RunIndex:
         self.by_id = {run.info.run_id: run for run in self.runs}
 
     def candidates(self, entry: str) -> list[Any]:
-        """An entry's plain runs and seed groups, newest first."""
+        """An entry's plain runs and seed groups, newest first: its own, and those of another
+        entry of the same spec that run-ablation found done for it (the aliases tag)."""
         return [
             run
             for run in self.runs
-            if run.data.tags.get(Tag.ENTRY) == entry
+            if stands_for(run, entry)
             and run.data.tags.get(Tag.KIND) in ENTRY_KINDS
             and not run.data.tags.get(Tag.VARIANT)
         ]
@@ -101,10 +108,10 @@ class RunIndex:
 
     def latest_settings(self, entries: list[str]) -> Optional[tuple[str, str]]:
         """(fingerprint, label) of the most recent run or group among these entries."""
-        wanted = set(entries)
         for run in self.runs:
             tags = run.data.tags
-            if tags.get(Tag.ENTRY) in wanted and tags.get(Tag.KIND) in ENTRY_KINDS and not tags.get(Tag.VARIANT):
+            ours = any(stands_for(run, entry) for entry in entries)
+            if ours and tags.get(Tag.KIND) in ENTRY_KINDS and not tags.get(Tag.VARIANT):
                 return settings_of(run)
         return None
 

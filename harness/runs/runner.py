@@ -7,6 +7,7 @@ a FAILED or KILLED one with a backup is resumed; two identical commands at once 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
@@ -29,22 +30,24 @@ if TYPE_CHECKING:
 MAX_SEEDS = 1000  # a group of more runs than this is a typo
 
 
+SEED_COUNT = re.compile(r"[0-9]{1,6}")  # digits only: Python's int() would take '1_0' and ' 3'
+SEED_LIST = re.compile(r"[0-9]{1,10}(,[0-9]{1,10})*,|[0-9]{1,10}(,[0-9]{1,10})+")  # a comma makes it a list
+
+
 def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
-    """`3` -> [0, 1, 2]; `0,1,7` -> [0, 1, 7]. Seeds are 0 .. 2**32-1, none repeated."""
+    """`3` -> [0, 1, 2]; `0,1,7` -> [0, 1, 7]; `7,` -> [7] (one seed: a bare 7 is a count).
+    Seeds are 0 .. 2**32-1, none repeated."""
     from harness.entries.spec import SEED_MAX
 
     if text is None:
         return None
-    try:
-        if "," in text:
-            seeds = [int(part) for part in text.split(",") if part.strip()]
-        else:
-            count = int(text)
-            if not 1 <= count <= MAX_SEEDS:
-                raise ValueError
-            seeds = list(range(count))
-    except ValueError:
-        raise HarnessError(f"--seeds {text!r}: expected a count from 1 to {MAX_SEEDS} (3) or a list (0,1,7)") from None
+    usage = f"--seeds {text!r}: expected a count from 1 to {MAX_SEEDS} (3) or a list (0,1,7; one seed: 7,)"
+    if SEED_LIST.fullmatch(text):
+        seeds = [int(part) for part in text.split(",") if part]
+    elif SEED_COUNT.fullmatch(text) and 1 <= int(text) <= MAX_SEEDS:
+        seeds = list(range(int(text)))
+    else:
+        raise HarnessError(usage)
     if not seeds or len(seeds) > MAX_SEEDS:
         raise HarnessError(f"--seeds {text!r}: give 1 to {MAX_SEEDS} seeds")
     bad = [s for s in seeds if not 0 <= s <= SEED_MAX]
@@ -125,11 +128,26 @@ def run_once(ctx: Context, planned: Planned, options: RunOptions, *, force: bool
 
 def _already_done(ctx: Context, planned: Planned, done, experiment_id: str) -> Outcome:
     fingerprint = planned.resolved.fingerprint()
+    other = _record_alias(ctx, done, planned.resolved.name)
     ctx.echo(
-        f"{planned.resolved.name}: already done in run {done.info.run_id} "
-        f"(same spec {fingerprint} and data {planned.data.fingerprint}); --force runs it again"
+        f"{planned.resolved.name}: already done in run {done.info.run_id}"
+        + (f" of {other}" if other else "")
+        + f" (same spec {fingerprint} and data {planned.data.fingerprint}); --force runs it again"
     )
     return Outcome(done.info.run_id, experiment_id, "FINISHED", skipped=True, metrics=dict(done.data.metrics))
+
+
+def _record_alias(ctx: Context, done, name: str) -> Optional[str]:
+    """A finished run of another entry of the same spec stands for this one too: the entry
+    is added to its aliases tag, so compare finds it under this entry's name. Returns the
+    other entry's name (None when the run is this entry's own)."""
+    owner = done.data.tags.get(Tag.ENTRY, "")
+    aliases = [a for a in done.data.tags.get(Tag.ALIASES, "").split(",") if a]
+    if owner in ("", name):
+        return None
+    if name not in aliases:
+        ctx.writable_store.log(done.info.run_id, tags={Tag.ALIASES: ",".join([*aliases, name])})
+    return owner
 
 
 def _finished(store: RunStore, experiment_id: str, identity: dict[str, str], variant: Optional[str]):
@@ -173,16 +191,38 @@ def _run_group(
     store = ctx.writable_store
     experiment_id = store.ensure_experiment(planned.experiment)
     tags = _group_tags(ctx, planned, seeds, label, settings)
-    if not force:
-        done = _finished_group(store, experiment_id, tags)
-        if done is not None:
-            ctx.echo(f"{r.name}: seeds {seeds} already done in group run {done.info.run_id}; --force runs them again")
-            ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, done.info.run_id)}")
-            return Outcome(done.info.run_id, experiment_id, "FINISHED", skipped=True, metrics=dict(done.data.metrics))
-    for seeded in per_seed:
-        seeded.data.check_data()  # before the group run exists
+    lock = paths.run_lock(ctx.root, f"group-{tags[Tag.SPEC_FINGERPRINT]}-{planned.data.fingerprint}-{label or ''}")
+    waiting = lambda pid: ctx.echo(f"{r.name}: process {pid} is running the same seed group; waiting for it")  # noqa: E731
+    with exclusive(lock, on_wait=waiting):  # two identical commands make one group, not two
+        if not force:
+            done = _finished_group(store, experiment_id, tags)
+            if done is not None:
+                other = _record_alias(ctx, done, r.name)
+                where = f"group run {done.info.run_id}" + (f" of {other}" if other else "")
+                ctx.echo(f"{r.name}: seeds {seeds} already done in {where}; --force runs them again")
+                ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, done.info.run_id)}")
+                metrics = dict(done.data.metrics)
+                return Outcome(done.info.run_id, experiment_id, "FINISHED", skipped=True, metrics=metrics)
+        for seeded in per_seed:
+            seeded.data.check_data()  # before the group run exists
+        return _record_group(ctx, planned, per_seed, tags, label=label, settings=settings, force=force)
+
+
+def _record_group(
+    ctx: Context,
+    planned: Planned,
+    per_seed: list[Planned],
+    tags: dict[str, str],
+    *,
+    label: Optional[str],
+    settings: tuple[str, ...],
+    force: bool,
+) -> Outcome:
+    """The group run: its inputs, each seed as a child, the seed statistics and curves."""
+    r, store = planned.resolved, ctx.writable_store
+    experiment_id = store.ensure_experiment(planned.experiment)
     title = f"{r.name} {label}" if label else r.name
-    with store.run(experiment_id, f"{title} x{len(seeds)} seeds", tags) as group:
+    with store.run(experiment_id, f"{title} x{len(per_seed)} seeds", tags) as group:
         group_id = group.info.run_id
         _log_group_inputs(store, group_id, planned)
         children = _train_seeds(ctx, group_id, per_seed, title=title, label=label, settings=settings, force=force)

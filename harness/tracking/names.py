@@ -17,6 +17,7 @@ class Tag:
     """The harness's own tag keys, each with what it holds."""
 
     ENTRY = TAG + "entry"  # the entry a run trained (its file's name)
+    ALIASES = TAG + "aliases"  # other entries of the same spec this run stands for: 'alias_b,alias_c'
     PARENT = TAG + "parent"  # the entry it extends ('' for a root)
     CHAIN = TAG + "chain"  # its history, root first: 'baseline > ... > adam'
     STEP = TAG + "step"  # '04 adam': sorting by it gives the report's order
