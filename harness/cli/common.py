@@ -72,9 +72,15 @@ def scope(
     any_settings: bool = False,
 ):
     """The runs a verb reads: one dataset (and subset) on one metric, made with the settings
-    that --set and --epochs give; none given: the verb's default (Scope)."""
+    that --set and --epochs give; none given: the verb's default (Scope). --any-settings
+    takes every settings, so it stands alone."""
+    from harness.errors import HarnessError
     from harness.results.compare import Scope
 
+    if any_settings and (sets or epochs is not None):
+        raise HarnessError(
+            "--any-settings shows the latest run of each entry whatever its settings: drop --set/--epochs"
+        )
     given = overrides(sets, None, epochs) if (sets or epochs is not None) else None
     return Scope(dataset, subset, metric, tuple(given) if given is not None else None, any_settings)
 

@@ -52,11 +52,11 @@ def load_folder(root: Path) -> tuple[Split, Split, list[str]]:
         if files["test"]:
             test = _decode(files["test"], root, shape=pool.x.shape[1:])
         else:
-            x_pool, x_test, y_pool, y_test = stratified_split(
-                pool.x, pool.y, TEST_FRACTION, TEST_SEED, f"folder:{root}"
-            )
+            what = f"folder:{root}: the {TEST_FRACTION:.0%} test split (no test/ folder)"
+            x_pool, x_test, y_pool, y_test = stratified_split(pool.x, pool.y, TEST_FRACTION, TEST_SEED, what)
             pool, test = Split(x_pool, y_pool), Split(x_test, y_test)
-        _write_cache(cached, {"x_train": pool.x, "y_train": pool.y, "x_test": test.x, "y_test": test.y})
+        if not _write_cache(cached, {"x_train": pool.x, "y_train": pool.y, "x_test": test.x, "y_test": test.y}):
+            return pool, test, class_names  # a cache that cannot be written: decoded again next time
     arrays = {
         name: np.load(cached / f"{name}.npy", mmap_mode="r") for name in ("x_train", "y_train", "x_test", "y_test")
     }
@@ -64,17 +64,23 @@ def load_folder(root: Path) -> tuple[Split, Split, list[str]]:
     return Split(arrays["x_train"], y_train), Split(arrays["x_test"], y_test), class_names
 
 
-def _write_cache(folder: Path, arrays: dict[str, np.ndarray]) -> None:
+def _write_cache(folder: Path, arrays: dict[str, np.ndarray]) -> bool:
     """One .npy per array (memory-mapped on load), written beside `folder` and renamed into
-    place: a concurrent reader never sees half a cache."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", suffix=".tmp", dir=folder.parent))
-    for name, array in arrays.items():
-        np.save(partial / f"{name}.npy", array)
+    place: a concurrent reader never sees half a cache. False where the cache folder cannot
+    be written (read-only, full): the arrays are then used as decoded."""
     try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", suffix=".tmp", dir=folder.parent))
+    except OSError:
+        return False
+    try:
+        for name, array in arrays.items():
+            np.save(partial / f"{name}.npy", array)
         os.replace(partial, folder)
-    except OSError:  # another process put the same cache in place first
+    except OSError:  # a full disk, or another process put the same cache in place first
         shutil.rmtree(partial, ignore_errors=True)
+        return folder.is_dir()
+    return True
 
 
 def _image_files(folder: Path, class_names: list[str]) -> list[tuple[str, int, int, int]]:

@@ -119,9 +119,11 @@ def _split(source: str, val_fraction: float, subset: Optional[int], seed: int) -
     pool, _, class_names = _load_source(source)
     x, y = pool.x, pool.y
     if subset is not None and subset < len(y):
-        taken, _, _, _ = stratified_split(np.arange(len(y)), y, len(y) - subset, seed, "data.subset")
+        taken, _, _, _ = stratified_split(np.arange(len(y)), y, len(y) - subset, seed, f"data.subset={subset}")
         x, y = x[taken], y[taken]  # from a memory-mapped cache, reads only these images
-    x_train, x_val, y_train, y_val = stratified_split(np.asarray(x), y, val_fraction, seed, "data.val_fraction")
+    x_train, x_val, y_train, y_val = stratified_split(
+        np.asarray(x), y, val_fraction, seed, f"data.val_fraction={val_fraction}"
+    )
     return Split(x_train, y_train), Split(x_val, y_val), class_names
 
 
@@ -152,7 +154,9 @@ def _digits() -> tuple[Split, Split, list[str]]:
     bunch = load_digits()
     x = (bunch.images.astype(np.float32) / 16.0)[..., None]
     y = bunch.target.astype(np.int64)
-    x_pool, x_test, y_pool, y_test = stratified_split(x, y, TEST_FRACTION, TEST_SEED, "digits")
+    x_pool, x_test, y_pool, y_test = stratified_split(
+        x, y, TEST_FRACTION, TEST_SEED, f"digits: the {TEST_FRACTION:.0%} test split"
+    )
     return Split(x_pool, y_pool), Split(x_test, y_test), [str(i) for i in range(10)]
 
 

@@ -64,13 +64,17 @@ def fingerprint_arrays(*splits: Split) -> str:
     return digest.hexdigest()[:16]
 
 
-def stratified_split(x, y, fraction, seed, key):
+def stratified_split(x, y, fraction, seed, what: str):
+    """scikit-learn's stratified train_test_split; `fraction` of the images (a count when
+    an int) go to the second part. A split that cannot be made (too few images of a class)
+    is one HarnessError that says `what` was being split: "data.val_fraction=0.1"."""
     from sklearn.model_selection import train_test_split
 
     try:
         return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=y)
     except ValueError as exc:
-        raise HarnessError(f"{key}={fraction}: cannot split {len(y)} images: {exc}") from None
+        classes = len(set(np.asarray(y).tolist()))
+        raise HarnessError(f"{what}: cannot split {len(y)} images of {classes} classes ({exc})") from None
 
 
 def epoch_order(size: int, seed: int, epoch: int) -> np.ndarray:

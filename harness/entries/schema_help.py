@@ -4,6 +4,7 @@ key), did-you-mean hints, and the dotted keys the schema accepts. Imports no Ten
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from typing import Any, Optional
@@ -11,6 +12,10 @@ from typing import Any, Optional
 from pydantic import BaseModel, ValidationError
 
 from harness.entries.spec import Spec
+
+# Parts of pydantic's error locations that name a union's branch or a dict's key slot, not a
+# key of the entry: model.bn_momentum.literal['auto'] is model.bn_momentum to the user.
+BRANCH = re.compile(r"^(literal\[.*\]|constrained-\w+|function-\w+\[.*\]|int|str|bool|float|\[key\])$")
 
 
 def validation_message(
@@ -21,20 +26,39 @@ def validation_message(
     sources: Optional[dict[str, str]] = None,
     fallback: str = "",
 ) -> str:
-    error = exc.errors()[0]
-    loc = [str(part) for part in error.get("loc", ())]
+    """The first problem of a validation error as one line, naming the file that set the
+    key: unknown keys with a hint, a union's branches as one 'expected a or b', a mapping
+    key YAML read as true/false named as such."""
+    errors = exc.errors()
+    error = errors[0]
+    raw = [str(part) for part in error.get("loc", ())]
+    loc = [part for part in raw if not BRANCH.fullmatch(part)]
+    if error["type"] == "invalid_key" or "[key]" in raw:
+        loc = loc[:-1]  # the key's position, not a key of the entry
     dotted = ".".join(([prefix] if prefix else []) + loc)
     if where is None:
         where = source_of(sources or {}, dotted, fallback)
+    value = error.get("input")
     if error["type"] == "extra_forbidden":
         siblings = _field_names(model, loc[:-1])
         return f"{where}: {dotted}: unknown key{did_you_mean(loc[-1], siblings)}"
-    value = error.get("input")
-    message = error.get("msg", "invalid value")
-    message = message.replace("Value error, ", "").replace("Input should be", "expected")
     if error["type"] == "missing":
         return f"{where}: {dotted}: required key missing"
-    return f"{where}: {dotted}: {message}, got {show_value(value)}"
+    if error["type"] == "invalid_key" or "[key]" in raw:
+        return (
+            f"{where}: {dotted}: key {show_value(value)} is not a name; quote it "
+            "(YAML reads yes, no, on, off, true and false unquoted as booleans)"
+        )
+    branches = [e for e in errors if [p for p in map(str, e.get("loc", ())) if not BRANCH.fullmatch(p)] == loc]
+    wanted = list(dict.fromkeys(_expected(e) for e in branches))
+    message = " or ".join([wanted[0], *(w.removeprefix("expected ") for w in wanted[1:])])
+    shown = show_value(value)
+    return f"{where}: {dotted}: {message}" + ("" if shown in message else f", got {shown}")
+
+
+def _expected(error: dict) -> str:
+    message = error.get("msg", "invalid value")
+    return message.replace("Value error, ", "").replace("Input should be", "expected")
 
 
 def source_of(sources: dict[str, str], dotted: str, fallback: str) -> str:

@@ -187,10 +187,10 @@ META_KEYS = ("extends", "description", "report", "search")
 class ReportClaims(Strict):
     """What the report states for a step, shown beside our measurements."""
 
-    train_accuracy: Optional[float] = None
-    val_accuracy: Optional[float] = None
-    test_accuracy: Optional[float] = None
-    train_loss: Optional[float] = None
-    val_loss: Optional[float] = None
-    test_loss: Optional[float] = None
+    train_accuracy: Optional[float] = Field(None, ge=0.0, le=1.0)  # a fraction, as the report writes them
+    val_accuracy: Optional[float] = Field(None, ge=0.0, le=1.0)
+    test_accuracy: Optional[float] = Field(None, ge=0.0, le=1.0)
+    train_loss: Optional[float] = Field(None, ge=0.0)
+    val_loss: Optional[float] = Field(None, ge=0.0)
+    test_loss: Optional[float] = Field(None, ge=0.0)
     note: Optional[str] = Field(None, max_length=2000)

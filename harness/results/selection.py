@@ -15,7 +15,7 @@ from harness.entries import settings as run_settings
 from harness.entries.registry import Registry
 from harness.errors import HarnessError
 from harness.paths import slug
-from harness.results.compare import Scope, experiment_for, higher_is_better, history_order
+from harness.results.compare import Scope, check_settings, experiment_for, higher_is_better, history_order
 from harness.results.evidence import Evidence, RunIndex
 from harness.results.tables import mean_over_seeds
 from harness.tracking.protocol import RunStore
@@ -67,6 +67,7 @@ class Pick:
     evidence: Evidence
     source_run_id: str
     candidates: pd.DataFrame
+    settings: str  # the settings label of the runs it was picked among
 
 
 def pick(ctx: Context, scope: Scope, names: Optional[Sequence[str]] = None) -> Pick:
@@ -76,6 +77,7 @@ def pick(ctx: Context, scope: Scope, names: Optional[Sequence[str]] = None) -> P
     key = scope.key
     registry = Registry(ctx.root)
     order = history_order(registry, names, None)
+    check_settings(registry, order, scope.settings)
     store = ctx.strict_reader
     index = RunIndex(store, experiment_for(store, scope.source, scope.subset))
     wanted = scope.settings if scope.settings is not None else ()
@@ -95,12 +97,17 @@ def pick(ctx: Context, scope: Scope, names: Optional[Sequence[str]] = None) -> P
     candidates = pd.DataFrame(
         [{"entry": n, key: e.mean(key), "std": e.std(key), "n": e.n(key)} for n, e in evidence.items()]
     )
-    picked = Pick(best_name, best, _best_member(store, best, key), candidates)
-    ctx.echo(
-        f"selected {best_name} among {len(evidence)} entries (settings: {label}): {key} "
-        f"{mean_over_seeds(best.mean(key), best.std(key), best.n(key))}; model of run {picked.source_run_id}"
+    return Pick(best_name, best, _best_member(store, best, key), candidates, label)
+
+
+def in_words(picked: Pick, key: str) -> str:
+    """The pick as one line: 'selected adam among 3 entries (settings: as written): ...'."""
+    e, count = picked.evidence, len(picked.candidates)
+    among = f"among {count} entries" if count != 1 else "the only entry with runs"
+    return (
+        f"selected {picked.name} {among} (settings: {picked.settings}): {key} "
+        f"{mean_over_seeds(e.mean(key), e.std(key), e.n(key))}; model of run {picked.source_run_id}"
     )
-    return picked
 
 
 def _best_member(store: RunStore, evidence: Evidence, key: str) -> str:

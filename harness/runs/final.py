@@ -18,7 +18,7 @@ import pandas as pd
 from harness.context import Context
 from harness.errors import HarnessError
 from harness.results.compare import Scope, experiment_for
-from harness.results.selection import ALIAS, Pick, format_table, per_class_table, pick, registered_name
+from harness.results.selection import ALIAS, Pick, format_table, in_words, per_class_table, pick, registered_name
 from harness.results.tables import mean_over_seeds
 from harness.tracking.names import Tag, run_link
 from harness.tracking.run_inputs import log_test_input
@@ -57,17 +57,21 @@ class Tested:
 
 
 def select(ctx: Context, scope: Scope, names: Optional[Sequence[str]] = None) -> Selection:
-    """Pick on validation (results.selection.pick), then test once, record and register."""
-    picked = pick(ctx, scope, names)
-    return test_and_register(ctx, scope, picked)
+    """Pick on validation (results.selection.pick), then test once, record and register. The
+    store is opened for writing before the pick is announced: one that cannot be written
+    says so first."""
+    picked = pick(ctx, scope, names)  # reads only: a missing store is an error, not a new one
+    store = ctx.writable_store
+    ctx.echo(in_words(picked, scope.key))
+    return test_and_register(ctx, store, scope, picked)
 
 
-def test_and_register(ctx: Context, scope: Scope, picked: Pick) -> Selection:
-    """The picked run's model tested once, recorded as a `final` run, registered @champion."""
+def test_and_register(ctx: Context, store: Store, scope: Scope, picked: Pick) -> Selection:
+    """The picked run's model tested once, recorded as a `final` run in `store`, registered
+    @champion."""
     from harness.training.quiet import load_keras
 
     load_keras()
-    store = ctx.writable_store
     experiment_id = experiment_for(store, scope.source, scope.subset)
     with tempfile.TemporaryDirectory(prefix="harness-select-") as tmp:
         folder = Path(tmp)

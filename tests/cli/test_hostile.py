@@ -55,7 +55,25 @@ STRICT_VALUES = {
     "data_seed_negative": ("data: {seed: -5}", ["data.seed"]),
     "kernel_too_big": ("model: {blocks: [{filters: 8, kernel_size: 50}]}", ["model.blocks.0.kernel_size"]),
     "too_many_blocks": ("model: {blocks: [" + ", ".join(["{filters: 1}"] * 100) + "]}", ["model.blocks", "at most 32"]),
+    "claim_negative_accuracy": ("report: {val_accuracy: -3.0}", ["report.val_accuracy", "-3.0"]),
+    "claim_accuracy_percent": ("report: {test_accuracy: 90}", ["report.test_accuracy", "90"]),
+    "claim_negative_loss": ("report: {val_loss: -0.1}", ["report.val_loss"]),
+    "trainable_said_once": ("model: {arch: vgg16, trainable: 'top:x'}", ["model.trainable", "got 'top:x'"]),
+    "key_read_as_boolean": ("training: {yes: 3}", ["training: key True is not a name", "quote it"]),
+    "union_branches_named_plainly": (
+        "model: {bn_momentum: 2.0}",
+        ["model.bn_momentum: expected 'auto' or less than 1"],
+    ),
 }
+
+
+def test_a_value_is_named_once_and_no_branch_tag_shows(project, harness_cli):
+    write_entry(project, "hostile", "extends: baseline\nmodel: {arch: vgg16, trainable: 'top:x'}\n")
+    line = harness_cli(["show", "hostile"], project).stderr
+    assert line.count("'top:x'") == 1, line
+    write_entry(project, "hostile", "extends: baseline\nmodel: {bn_momentum: x}\n")
+    line = harness_cli(["show", "hostile"], project).stderr
+    assert "literal[" not in line and "constrained" not in line, line
 
 
 @pytest.mark.parametrize("case", sorted(STRICT_VALUES))
@@ -134,13 +152,82 @@ COMMAND_LINES = {
         ["http://127.0.0.1:1", "no MLflow server answers"],
     ),
     "compare_out_missing_folder": (["compare", "--out", "/no/such/dir/t.md"], ["/no/such/dir"]),
+    "seeds_with_underscore": (["run-ablation", "baseline", "--seeds", "1_0"], ["--seeds '1_0'"]),
+    "seeds_with_space": (["run-ablation", "baseline", "--seeds", " 3"], ["--seeds ' 3'"]),
+    "study_seeds_zero": (["study", "baseline", "--seeds", "0"], ["--seeds '0'", "one seed: 7,"]),
+    "any_settings_and_epochs": (["compare", "--any-settings", "--epochs", "1"], ["--any-settings", "--epochs"]),
+    "entry_named_twice": (["compare", "baseline", "baseline"], ["'baseline' is named twice"]),
+    "read_set_wrong_type": (["compare", "--set", "training.epochs=abc"], ["training.epochs", "'abc'"]),
+    "read_epochs_zero": (["compare", "--epochs", "0"], ["training.epochs", "greater than or equal to 1"]),
+    "read_epochs_negative": (["select", "--epochs", "-1"], ["training.epochs"]),
+    "report_set_wrong_type": (["report", "--set", "training.batch_size=yes"], ["training.batch_size"]),
+    "study_name_newline": (["study", "baseline", "--name", "a\nb"], ["--name 'a\\nb'"]),
+    "storage_in_memory": (
+        ["study", "baseline", "--seeds", "1", "--workers", "2", "--storage", "sqlite:///:memory:"],
+        ["in memory", "no other worker"],
+    ),
+    "storage_in_the_mlflow_store": (
+        ["study", "baseline", "--seeds", "1", "--storage", "sqlite:///{project}/mlruns/mlflow.db"],
+        ["mlruns/mlflow.db", "harness's own files"],
+    ),
+    "tune_storage_in_memory": (["tune", "focal_loss", "--trials", "1", "--storage", "sqlite://"], ["in memory"]),
+    "ui_host_not_here": (["ui", "--host", "999.1.1.1"], ["--host 999.1.1.1", "not an address"]),
 }
+
+
+ENVIRONMENTS = {
+    "cache_is_a_device": ({"HARNESS_CACHE": "/dev/null"}, ["run-ablation", "baseline"], ["HARNESS_CACHE=/dev/null"]),
+    "heartbeat_not_a_number": (
+        {"HARNESS_HEARTBEAT_SECONDS": "abc"},
+        ["study", "baseline", "--seeds", "1"],
+        ["HARNESS_HEARTBEAT_SECONDS='abc'"],
+    ),
+    "grace_zero": ({"HARNESS_GRACE_SECONDS": "0"}, ["tune", "focal_loss", "--trials", "1"], ["HARNESS_GRACE_SECONDS"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ENVIRONMENTS))
+def test_bad_environment_values_are_one_line(project, case, harness_cli, monkeypatch):
+    env, args, fragments = ENVIRONMENTS[case]
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert_clean_refusal(harness_cli(args, project), project, *fragments)
+
+
+def test_a_store_file_that_is_not_a_file_is_named_as_such(project, tmp_path, harness_cli):
+    import os
+
+    database = project / "mlruns" / "mlflow.db"
+    database.parent.mkdir()
+    for make, fragment in (
+        (lambda: database.mkdir(), "is a folder"),
+        (lambda: os.mkfifo(database), "not a regular file"),
+        (lambda: database.symlink_to("/dev/null"), "not a regular file"),
+    ):
+        make()
+        for args in (["compare"], ["run-ablation", "baseline", "--epochs", "1"]):
+            result = harness_cli(args, project)
+            output = result.stdout + result.stderr
+            assert result.returncode == 2 and "Traceback" not in output, output
+            assert fragment in result.stderr and "does not exist" not in result.stderr, result.stderr
+        if database.is_dir() and not database.is_symlink():
+            database.rmdir()
+        else:
+            database.unlink()
+
+
+def test_a_folder_too_small_for_a_test_split_says_so(project, tmp_path, monkeypatch, harness_cli):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    root = _folder(tmp_path / "tiny", per_class=2)
+    result = harness_cli(["run-ablation", "same_padding", "--epochs", "1", "--dataset", f"folder:{root}"], project)
+    assert_clean_refusal(result, project, f"folder:{root}: the 20% test split", "cannot split 4 images of 2 classes")
+    assert "=0.2" not in result.stderr
 
 
 @pytest.mark.parametrize("case", sorted(COMMAND_LINES))
 def test_bad_command_lines_are_one_line(project, case, harness_cli):
     args, fragments = COMMAND_LINES[case]
-    result = harness_cli(args, project)
+    result = harness_cli([arg.replace("{project}", str(project)) for arg in args], project)
     assert_clean_refusal(result, project, *fragments)  # how fast: bench/hostile.py counts slow refusals
 
 
