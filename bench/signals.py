@@ -8,7 +8,8 @@ precisions and five moments: while loading (before training), in the first epoch
 later epoch, while evaluating, while writing the model and artifacts. Each lands a random
 delay after the line that opens its moment. Counted: exits other than 130/143 (and among
 them aborts: a process killed by a signal of its own, such as SIGABRT), runs left RUNNING in
-MLflow, trials left RUNNING in Optuna, and tracebacks in the output. A command that finished
+MLflow, trials left RUNNING in Optuna, tracebacks in the output, and the seconds from each
+signal to the exit, by moment. A command that finished
 before its signal landed is counted apart (it is not a test of the signal).
 """
 
@@ -18,6 +19,7 @@ import argparse
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -76,9 +78,17 @@ def one(project: Path, kind: str, precision: str, signum: int, moment: str, rng:
             lines.append(line)
             if marker in line:
                 break
-    timer = threading.Timer(delay, lambda: process.poll() is None and process.send_signal(signum))
+    sent: list[float] = []
+
+    def send() -> None:
+        if process.poll() is None:
+            sent.append(time.monotonic())
+            process.send_signal(signum)
+
+    timer = threading.Timer(delay, send)
     timer.start()
     rest, _ = process.communicate(timeout=600)
+    ended = time.monotonic()
     timer.join()
     output = "".join(lines) + rest
     return {
@@ -89,6 +99,7 @@ def one(project: Path, kind: str, precision: str, signum: int, moment: str, rng:
         "rc": process.returncode,
         "output": output,
         "landed": "stopping at the next safe point" in output or process.returncode != 0,
+        "seconds to exit": ended - sent[0] if sent else None,
     }
 
 
@@ -187,6 +198,13 @@ def main() -> None:
         f"exits other than 130/143 {len(wrong)}; runs left RUNNING {running_runs}; trials left RUNNING "
         f"{running_trials}; tracebacks {tracebacks}"
     )
+    for moment in MOMENTS:
+        waits = sorted(r["seconds to exit"] for r in landed if r["moment"] == moment and r["seconds to exit"])
+        if waits:
+            print(
+                f"seconds from the signal to the exit, {moment}: median {statistics.median(waits):.1f}, "
+                f"max {waits[-1]:.1f} (n={len(waits)})"
+            )
     for r in wrong[:5]:
         print(
             f"--- {r['kind']} {r['precision']} {signal.Signals(r['signal']).name} {r['moment']} rc {r['rc']}\n"

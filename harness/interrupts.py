@@ -44,6 +44,9 @@ class SignalGuard:
         self._on_emergency: dict[int, Callable[[str], None]] = {}
         self._next_key = 0
         self._installed = False
+        self._at_once = 0  # > 0 while a signal may end the process at once (nothing open)
+        self._held = 0  # > 0 while something outside MLflow is claimed (an Optuna trial, a study cell)
+        self.stderr_fd: Optional[int] = None  # where messages go while fd 2 is pointed elsewhere
 
     @property
     def requested(self) -> bool:
@@ -67,6 +70,29 @@ class SignalGuard:
             raise Interrupted(self.signum)
 
     @contextlib.contextmanager
+    def exits_at_once(self) -> Iterator[None]:
+        """While the block runs (a long import: TensorFlow takes seconds, and a flag is only
+        looked at after it), a signal ends the process at once, with its exit status, unless
+        a run is open (an on_emergency block). Only for code that holds nothing to clean up."""
+        self.check()
+        self._at_once += 1
+        try:
+            yield
+        finally:
+            self._at_once -= 1
+        self.check()
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """While the block runs, something is claimed that an interrupt must hand back (an
+        Optuna trial, a study's cell): a signal is then always a flag, never an exit at once."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+
+    @contextlib.contextmanager
     def on_emergency(self, end: Callable[[str], None]) -> Iterator[None]:
         """While the block runs, a second signal calls `end(reason)` before exiting: the
         store uses it to mark its open run KILLED."""
@@ -79,6 +105,12 @@ class SignalGuard:
             self._on_emergency.pop(key, None)
 
     def _handle(self, signum, frame) -> None:
+        if self.signum is None and self._at_once and not self._on_emergency and not self._held:
+            _write_stderr(
+                f"\n{REASONS.get(signum, 'stopped')} while starting: nothing was open, exiting at once\n",
+                self.stderr_fd,
+            )
+            os._exit(EXIT_CODES.get(signum, 128 + signum))
         if self.signum is None:
             self.signum = signum
             word = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
@@ -106,9 +138,9 @@ def _call_all(enders: list[Callable[[str], None]], reason: str) -> None:
             pass
 
 
-def _write_stderr(text: str) -> None:
+def _write_stderr(text: str, fd: Optional[int] = None) -> None:
     try:
-        os.write(sys.stderr.fileno(), text.encode())
+        os.write(sys.stderr.fileno() if fd is None else fd, text.encode())
     except (OSError, ValueError):
         pass
 

@@ -78,9 +78,8 @@ def tracked_fit(ctx: Context, planned: Planned, options: RunOptions, resume_run_
     from harness.training.quiet import load_keras
 
     store, r = ctx.writable_store, planned.resolved  # a bad store fails before TensorFlow loads
-    GUARD.check()  # each slow start-up step is followed by a look for Ctrl-C
-    load_keras()
-    GUARD.check()
+    with GUARD.exits_at_once():  # seconds of import with nothing open: Ctrl-C need not wait for it
+        load_keras()
     from harness.training import train
 
     experiment_id = store.ensure_experiment(planned.experiment)

@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 from harness.context import Context
 from harness.entries.registry import Registry
 from harness.errors import HarnessError, RunFailed
+from harness.interrupts import GUARD
 from harness.runs import runner
 from harness.runs.planning import Planned, plan
 from harness.runs.tracked_run import RunOptions
@@ -213,7 +214,8 @@ def requeued_on_interrupt(study, trial):
     """Ctrl-C or SIGTERM while the trial runs: it is queued again (for the next worker, or
     the same command run again) and this one failed, then the interrupt goes on."""
     try:
-        yield
+        with GUARD.holding():
+            yield
     except KeyboardInterrupt:
         kept = {k: v for k, v in trial.user_attrs.items() if k not in ("host", "pid")}
         study.enqueue_trial({}, user_attrs={**kept, RETRY_OF: trial.number})

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
+from harness.interrupts import GUARD
+
 
 def load_keras() -> None:
     """Import keras and initialise the backend's devices with C++ logging silenced."""
@@ -19,6 +21,7 @@ def load_keras() -> None:
     saved = os.dup(2)
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
+    GUARD.stderr_fd = saved  # a signal's message still reaches the terminal
     try:
         import keras
 
@@ -30,6 +33,7 @@ def load_keras() -> None:
             # "triggered tf.function retracing" advice would print once per run and means nothing here.
             tf.get_logger().setLevel("ERROR")
     finally:
+        GUARD.stderr_fd = None
         os.dup2(saved, 2)
         os.close(saved)
         os.close(null)

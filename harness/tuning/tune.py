@@ -191,7 +191,8 @@ class _Objective:
         may land between Optuna's ask and this call), queues the same values again: a
         study never loses its first trial, the entry's own values."""
         try:
-            return self._run(trial)
+            with GUARD.holding():
+                return self._run(trial)
         except KeyboardInterrupt:  # Optuna fails this trial; the same values run next time
             values = dict(trial.params) or _fixed_params(trial)
             if values:

@@ -213,3 +213,24 @@ def test_an_interrupted_trial_is_failed_and_queued_again(project):
     )
     client, runs = runs_of(project)
     assert {r.data.tags["harness.kind"]: r.info.status for r in runs} == {"study": "FINISHED", "trial": "KILLED"}
+
+
+@pytest.mark.parametrize("after", [0.8, 2.0, 3.5])
+def test_ctrl_c_while_starting_ends_the_command_and_leaves_nothing_open(project, after):
+    """Early on (imports, data, TensorFlow's seconds of import with nothing open) a Ctrl-C
+    ends the command at once or at the next safe point: exit 130, one line, no run RUNNING.
+    How long it takes is bench/signals.py's figure (moment 'loading')."""
+    import time
+
+    process = start_cli(["run-ablation", "adam", "--epochs", "1", "--set", "data.subset=240"], project)
+    time.sleep(after)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 130, output
+    assert "Traceback" not in output
+    assert output.strip().splitlines()[-1] in (
+        "interrupted",
+        "interrupted (Ctrl-C) while starting: nothing was open, exiting at once",
+    ), output
+    _, runs = store_runs(project, "digits (subset 240)")
+    assert "RUNNING" not in {r.info.status for r in runs}
