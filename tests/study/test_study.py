@@ -17,7 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from harness.tracking.uri import default_tracking_uri
-from tests.helpers import GEO_CHAIN, run_cli, write_entry
+from tests.helpers import GEO_CHAIN, REPO, run_cli, write_entry
 
 pytestmark = pytest.mark.slow  # trains models or starts processes: the full tier only
 
@@ -144,10 +144,9 @@ def _journal(project):
 def test_the_dry_run_accounts_for_every_step_of_the_report(project):
     """On the repository's own entries: every step is a cell, a variant, or says why not."""
     import shutil
-    from pathlib import Path
 
     shutil.rmtree(project / "ablations")
-    shutil.copytree(Path(__file__).resolve().parents[1] / "ablations", project / "ablations")
+    shutil.copytree(REPO / "ablations", project / "ablations")
     dry = run_cli(["study", "final", "--seeds", "1", "--leave-one-out", "--dry-run"], project)
     assert dry.returncode == 0, dry.stderr
     rows = [line.strip() for line in dry.stdout.splitlines()[1:]]

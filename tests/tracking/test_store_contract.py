@@ -20,6 +20,7 @@ from mlflow.entities import Metric
 from harness.tracking.reader import SUPPORTED_REVISIONS, open_reader, schema_revision
 from harness.tracking.store import Store
 from harness.tracking.uri import default_tracking_uri
+from tests.helpers import REPO
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stores"
 BASE = 1_000_000  # run start times (ms): fixed, so the newest-first order is known
@@ -235,7 +236,7 @@ def test_another_revision_is_left_to_mlflow_or_refused_in_one_line_untouched(tmp
         connection.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
     before = database.read_bytes()
     assert open_reader(tmp_path, None) is None  # not this reader's: MLflow's to read or refuse
-    shutil.copytree(Path(__file__).resolve().parents[2] / "ablations", tmp_path / "ablations", dirs_exist_ok=True)
+    shutil.copytree(REPO / "ablations", tmp_path / "ablations", dirs_exist_ok=True)
     for args in (["compare"], ["report"], ["run-ablation", "baseline", "--epochs", "1"]):
         result = harness_cli(args, tmp_path)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
