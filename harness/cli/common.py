@@ -3,6 +3,7 @@ options that recur, and the objects a verb hands to the library."""
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import typer
@@ -29,7 +30,10 @@ MetricOption = typer.Option(
 )
 FormatOption = typer.Option("table", "--format", help="table | markdown | csv | html.")
 StorageOption = typer.Option(None, "--storage", help="Optuna RDB URL (default: journal file in mlruns/optuna/).")
-SeedsOption = typer.Option(None, "--seeds", help="A group run over seeds: a count (3) or a list (0,1,7).")
+SeedsOption = typer.Option(
+    None, "--seeds", help="A group run over seeds: a count (3), a list (0,1,7), or auto (2, more where undecided)."
+)
+MaxSeedsOption = typer.Option(None, "--max-seeds", help="With --seeds auto: the most seeds a step gets (default 6).")
 ForceOption = typer.Option(False, "--force", help="Train even if an identical finished run exists.")
 SystemMetricsOption = typer.Option(
     False, "--system-metrics", help="Log MLflow's system metrics (CPU, memory, GPU) during training."
@@ -39,6 +43,9 @@ AnySettingsOption = typer.Option(
 )
 CompareSetOption = typer.Option(None, "--set", help="Compare the runs made with these overrides (as run-ablation's).")
 CompareEpochsOption = typer.Option(None, "--epochs", help="Compare the runs made with --epochs N.")
+RopeOption = typer.Option(
+    0.5, "--rope", help="Region of practical equivalence, +/- percentage points of the metric (default 0.5)."
+)
 
 
 def echo(message: str) -> None:
@@ -47,7 +54,8 @@ def echo(message: str) -> None:
 
 def note(message: str) -> None:
     """A line for the reader that is not the command's output: stderr, so `> file` holds only
-    the output."""
+    the output (stdout flushed first: the two stay in order where they share a pipe)."""
+    out.file.flush()
     err.print(message, markup=False)
 
 
@@ -70,6 +78,7 @@ def scope(
     sets: Optional[list[str]] = None,
     epochs: Optional[int] = None,
     any_settings: bool = False,
+    rope: float = 0.5,
 ):
     """The runs a verb reads: one dataset (and subset) on one metric, made with the settings
     that --set and --epochs give; none given: the verb's default (Scope). --any-settings
@@ -81,8 +90,11 @@ def scope(
         raise HarnessError(
             "--any-settings shows the latest run of each entry whatever its settings: drop --set/--epochs"
         )
+    if not (math.isfinite(rope) and 0 <= rope <= 50):
+        raise HarnessError(f"--rope {rope}: give percentage points from 0 to 50 (0.5 is half a point of accuracy)")
     given = overrides(sets, None, epochs) if (sets or epochs is not None) else None
-    return Scope(dataset, subset, metric, tuple(given) if given is not None else None, any_settings)
+    settings = tuple(given) if given is not None else None
+    return Scope(dataset, subset, metric, settings, any_settings, rope=rope / 100)
 
 
 def overrides(sets: Optional[list[str]], dataset: Optional[str] = None, epochs: Optional[int] = None) -> list[str]:

@@ -13,6 +13,7 @@ from harness.cli.common import (
     CompareSetOption,
     FormatOption,
     MetricOption,
+    RopeOption,
     SourceOption,
     SubsetOption,
     TrackingOption,
@@ -38,22 +39,32 @@ def compare(
     any_settings: bool = AnySettingsOption,
     fmt: str = FormatOption,
     out_file: Optional[Path] = typer.Option(None, "--out", help="Write the table to FILE."),
-    chart_file: Optional[Path] = typer.Option(None, "--chart", help="Write the waterfall of the history to PNG."),
+    chart_file: Optional[Path] = typer.Option(
+        None, "--chart", help="Write the waterfall of the history (.png, .svg or .pdf)."
+    ),
+    rope: float = RopeOption,
     tracking_uri: Optional[str] = TrackingOption,
 ) -> None:
-    """The history as a table: metric over seeds, change vs parent, Welch's p-value. Runs made
-    with one set of settings: those given, else those of the latest run (notes on stderr)."""
+    """The history as a table: each step's verdict against its parent, its change with a 95%
+    interval, p corrected across the table (Holm). Runs made with one set of settings: those
+    given, else those of the latest run (notes on stderr)."""
     from harness.results import compare as comparing
 
     ctx = context(tracking_uri)
     output = comparing.Output(fmt, out_file, chart_file)
     result = comparing.compare_command(
-        ctx, scope(dataset, subset, metric, sets=sets, epochs=epochs, any_settings=any_settings), names, chain, output
+        ctx,
+        scope(dataset, subset, metric, sets=sets, epochs=epochs, any_settings=any_settings, rope=rope),
+        names,
+        chain,
+        output,
     )
     if out_file:
         note(f"wrote {out_file}")
     else:
         echo(result.text)
+        if result.rendered.note():
+            note(result.rendered.note())
     for line in result.comparison.notes:
         note(line)
     used = "; ".join(f"{r.entry} {r.runs}" for r in result.comparison.frame.itertuples() if r.runs)

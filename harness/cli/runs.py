@@ -13,6 +13,7 @@ from harness.cli.common import (
     EpochsOption,
     ForceOption,
     FormatOption,
+    MaxSeedsOption,
     MetricOption,
     SeedsOption,
     SetOption,
@@ -89,24 +90,33 @@ def run_ablation(
     epochs: Optional[int] = EpochsOption,
     sets: Optional[list[str]] = SetOption,
     seeds: Optional[str] = SeedsOption,
+    max_seeds: Optional[int] = MaxSeedsOption,
     force: bool = ForceOption,
     system_metrics: bool = SystemMetricsOption,
     tracking_uri: Optional[str] = TrackingOption,
 ) -> None:
-    """Train an entry and record it as an MLflow run (or a group of seed runs)."""
-    from harness.runs.runner import parse_seeds
+    """Train an entry and record it as an MLflow run (or a group of seed runs). With --seeds
+    auto, the entry and its parent get seeds until the entry's verdict is decided."""
+    from harness.runs.adaptive import run_adaptive, seed_choice
     from harness.runs.runner import run_ablation as run
 
+    choice = seed_choice(seeds, max_seeds)
     ctx = context(tracking_uri)
     extra = [*overrides(sets, dataset, epochs), *(["training.system_metrics=true"] if system_metrics else [])]
-    run(ctx, name, extra, seeds=parse_seeds(seeds), force=force)
+    if choice.auto:
+        run_adaptive(ctx, name, extra, auto_max=choice.auto_max, force=force)
+    else:
+        run(ctx, name, extra, seeds=choice.seeds, force=force)
 
 
 @app.command()
 def ablate(
     name: str = typer.Argument(..., help="The entry to take apart, e.g. final."),
     leave_one_out: bool = typer.Option(False, "--leave-one-out", help="Revert one step at a time (required)."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds per variant: a count (3) or a list (0,1,7)."),
+    seeds: Optional[str] = typer.Option(
+        None, "--seeds", help="Seeds per variant: a count (3), a list (0,1,7), or auto (2, more where undecided)."
+    ),
+    max_seeds: Optional[int] = MaxSeedsOption,
     dataset: Optional[str] = DatasetOption,
     epochs: Optional[int] = EpochsOption,
     sets: Optional[list[str]] = SetOption,
@@ -121,18 +131,22 @@ def ablate(
     """What each step contributes to NAME: NAME against NAME without that one step."""
     from harness.interrupts import GUARD
     from harness.results.tables import check_format
-    from harness.runs.runner import parse_seeds
+    from harness.runs.adaptive import seed_choice
     from harness.study import ablate as loo
 
     check_format(fmt)
     loo.check_mode(leave_one_out)
+    choice = seed_choice(seeds, max_seeds)
     ctx = context(tracking_uri)
     if chart is not None:
         ctx.check_output(chart, "--chart", CHART_SUFFIXES)  # before anything trains
     ablation = loo.run_leave_one_out(
-        ctx, name, overrides(sets, dataset, epochs), seeds=parse_seeds(seeds), force=force, metric=metric, chart=chart
+        ctx, name, overrides(sets, dataset, epochs), seeds=choice, force=force, metric=metric, chart=chart
     )
-    echo(loo.render(ablation.table, metric, fmt))
+    rendered = loo.render(ablation.table, metric, fmt)
+    echo(rendered.text)
+    if rendered.note():
+        note(rendered.note())
     if chart is not None and ablation.record_run_id:
         note(f"chart: {chart}")
     GUARD.check()  # after Ctrl-C: the table of what finished, then exit 130
@@ -141,7 +155,10 @@ def ablate(
 @app.command()
 def study(
     target: str = typer.Argument(..., help="The last step of the history to study, e.g. final."),
-    seeds: str = typer.Option("3", "--seeds", help="Seeds per cell: a count (3) or a list (0,1,7)."),
+    seeds: str = typer.Option(
+        "3", "--seeds", help="Seeds per cell: a count (3), a list (0,1,7), or auto (2, more where undecided)."
+    ),
+    max_seeds: Optional[int] = MaxSeedsOption,
     leave_one_out: bool = typer.Option(False, "--leave-one-out", help="Also every leave-one-out variant of TARGET."),
     dataset: Optional[str] = DatasetOption,
     epochs: Optional[int] = EpochsOption,
@@ -160,11 +177,14 @@ def study(
     workers here (--workers) or on other machines (--storage postgresql://...) share it."""
     from harness.context import Context
     from harness.entries.registry import find_root
-    from harness.runs.runner import parse_seeds
+    from harness.runs.adaptive import seed_choice
     from harness.study.cells import StudyPlan
     from harness.study.workers import StudyOptions, run_study
 
-    plan_ = StudyPlan(target, tuple(overrides(sets, dataset, epochs)), tuple(parse_seeds(seeds)), leave_one_out)
+    choice = seed_choice(seeds, max_seeds)
+    plan_ = StudyPlan(
+        target, tuple(overrides(sets, dataset, epochs)), tuple(choice.first), leave_one_out, auto_max=choice.auto_max
+    )
     options = StudyOptions(storage, workers, worker, name, dry_run)
     ctx = Context(find_root(), tracking_uri, echo=echo, verbose=0 if worker or workers > 1 else None)
     run_study(ctx, plan_, options)

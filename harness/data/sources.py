@@ -20,7 +20,8 @@ from harness.data.splits import TEST_FRACTION, TEST_SEED, Split, SplitFacts, fac
 from harness.errors import HarnessError
 from harness.paths import keras_home
 
-CIFAR10_NAMES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CIFAR10_NAMES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]  # the report's
+CIFAR10_FOLDER_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
 class Dataset:

@@ -4,7 +4,11 @@ p-value, and the report's own figure. Imports no TensorFlow."""
 
 from __future__ import annotations
 
+import html
+import math
+import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +18,15 @@ import pandas as pd
 
 from harness import paths
 from harness.context import Context
+from harness.data.sources import CIFAR10_FOLDER_NAMES, CIFAR10_NAMES
 from harness.entries import settings as run_settings
 from harness.entries.diffs import diff_against_parent
 from harness.entries.registry import Registry
 from harness.errors import HarnessError
 from harness.results import tables
 from harness.results.evidence import Evidence, RunIndex
-from harness.results.stats import difference_interval, welch_p
+from harness.results.steps import judge
+from harness.results.verdicts import MIN_SEEDS, ROPE, Change
 from harness.tracking.names import experiment_name
 
 if TYPE_CHECKING:
@@ -51,6 +57,7 @@ class Scope:
     settings: Optional[tuple[str, ...]] = None
     any_settings: bool = False
     pinned: tuple[tuple[str, str], ...] = ()  # (entry, run id): a study's own seed groups stand for its entries
+    rope: float = ROPE  # the region of practical equivalence, in the metric's units
 
     @property
     def key(self) -> str:
@@ -77,10 +84,6 @@ class Comparison:
 
 def metric_key(metric: str) -> str:
     return ALIASES.get(metric, metric)
-
-
-def higher_is_better(metric: str) -> bool:
-    return "loss" not in metric and "gap" not in metric and "seconds" not in metric
 
 
 def experiment_for(store: RunStore, source: str, subset: Optional[int]) -> str:
@@ -180,9 +183,80 @@ def compare_table(
         else:
             parent_found = index.pinned_or_latest(parent, fingerprint, pinned) if parent else None
         has_other = bool(index.other_settings(name, fingerprint))
-        rows.append(_row(registry, name, scope, found=found, parent_found=parent_found, has_other=has_other))
+        row = _row(registry, name, scope, found=found, parent_found=parent_found, has_other=has_other)
+        row["_pair"] = (found, parent_found)
+        rows.append(row)
+    _judge(store, rows, scope, cifar10=is_cifar10(ctx.root, scope.source))
     comparison.frame = pd.DataFrame(rows)
     return comparison
+
+
+def _judge(store: RunStore, rows: list[dict[str, Any]], scope: Scope, *, cifar10: bool) -> None:
+    """Each row's change against its parent measured and decided across the table
+    (results.steps.judge), and the report's claim judged beside it."""
+    pairs = [row.pop("_pair") for row in rows]
+    judged = judge(store, pairs, scope.key, rope=scope.rope)
+    for row, verdict, (found, parent_found) in zip(rows, judged, pairs):
+        change = verdict.change
+        row["verdict"] = verdict.word if found is not None and parent_found is not None else ""
+        row["delta"] = change.mean if change else None
+        row["delta_ci_low"], row["delta_ci_high"] = (change.low, change.high) if change else (None, None)
+        row["p_value"], row["p_holm"] = (change.p if change else None), verdict.p_holm
+        row["covers"] = change.covers if change else ""
+        row["claim_verdict"] = judge_claim(row, change, scope, cifar10=cifar10)
+
+
+def is_cifar10(root: Path, source: str) -> bool:
+    """Whether a dataset is CIFAR-10, the data the report's claims were made on: Keras's
+    copy, or an image folder of its ten classes (by the report's names or the usual ones)."""
+    if source == "cifar10":
+        return True
+    if not source.startswith("folder:"):
+        return False
+    train = Path(source[len("folder:") :]).expanduser() / "train"
+    try:
+        classes = {p.name.lower() for p in train.iterdir() if p.is_dir()}
+    except OSError:
+        return False
+    return classes in (set(CIFAR10_NAMES), set(CIFAR10_FOLDER_NAMES))
+
+
+def judge_claim(row: dict[str, Any], change: Optional[Change], scope: Scope, *, cifar10: bool) -> str:
+    """The report's claim for this step beside the measurement: its claimed change (or, with
+    no claim for the parent, its claimed value) inside the 95% interval of what was measured
+    is `supported`, outside it `contradicted`; measured on other data or at another budget it
+    is `not comparable`, with why."""
+    claimed = row.get("report")
+    if claimed is None or (isinstance(claimed, float) and math.isnan(claimed)):
+        return ""
+    if not cifar10:
+        return f"not comparable ({scope.source}, not CIFAR-10)"
+    budget = [f"subset {scope.subset}"] if scope.subset else []
+    settings = row.get("settings_label") or ""
+    if settings and settings != run_settings.AS_WRITTEN:
+        budget.append(settings)
+    if budget:
+        return f"not comparable ({', '.join(budget)})"
+    claimed_delta = row.get("report_delta")
+    if claimed_delta is not None and not (isinstance(claimed_delta, float) and math.isnan(claimed_delta)):
+        if change is None or change.n < MIN_SEEDS:
+            return "undecided"
+        return "supported" if change.low <= claimed_delta <= change.high else "contradicted"
+    low, high = row.get("ci_low"), row.get("ci_high")
+    if low is None or row.get("n", 0) < MIN_SEEDS:
+        return "undecided"
+    return "supported" if low <= claimed <= high else "contradicted"
+
+
+def _why_no_change(found: Optional[Evidence], parent_found: Optional[Evidence], parent: Optional[str], key: str) -> str:
+    """Why a row has no change against its parent: no parent, or a parent not run."""
+    if found is None:
+        return ""
+    if parent is None:
+        return "no parent"
+    if parent_found is None or key not in parent_found.values:
+        return "parent not run"
+    return ""
 
 
 def _row(
@@ -222,7 +296,8 @@ def _row(
                 "ci_high": summary.ci_high,
             }
         )
-    row.update(_delta(found, parent_found, entry.parent, key))
+    row["delta_note"] = _why_no_change(found, parent_found, entry.parent, key)
+    row["settings_label"] = found.settings if found is not None else ""
     for column, metric in (
         ("val_loss", "final_val_loss"),
         ("train_val_gap", "train_val_gap"),
@@ -236,34 +311,24 @@ def _row(
     return row
 
 
-def _delta(found: Optional[Evidence], parent_found: Optional[Evidence], parent: Optional[str], key: str) -> dict:
-    """delta vs the parent with its 95% Welch interval and p-value, and why any is missing."""
-    empty = {"delta": None, "delta_ci_low": None, "delta_ci_high": None, "p_value": None}
-    if found is None:
-        return {**empty, "delta_note": ""}
-    if parent is None:
-        return {**empty, "delta_note": "no parent"}
-    if parent_found is None or key not in parent_found.values:
-        return {**empty, "delta_note": "parent not run"}
-    delta = found.mean(key) - parent_found.mean(key)
-    p = welch_p(found.values[key], parent_found.values[key])
-    interval = difference_interval(found.values[key], parent_found.values[key])
-    low, high = interval if interval else (None, None)
-    note = ""
-    if p is None:
-        one_seed = min(len(found.values[key]), len(parent_found.values[key])) < 2
-        note = "n<2" if one_seed else "no spread"  # both sides constant: no test is possible
-    return {"delta": delta, "delta_ci_low": low, "delta_ci_high": high, "p_value": p, "delta_note": note}
-
-
 # --------------------------------------------------------------------------- the command
 
 
-def render(comparison: Comparison, scope: Scope, fmt: str, width: Optional[int] = None) -> str:
-    """The table as terminal text (fitted to `width`), markdown, csv or html."""
+def render(comparison: Comparison, scope: Scope, fmt: str, width: Optional[int] = None) -> tables.Rendered:
+    """The table as terminal text (fitted to `width`), markdown, csv or html; every format but
+    CSV says under the table what the interval covers and which correction p (Holm) is."""
     frame = comparison.frame.assign(dataset=scope.experiment, compared_settings=comparison.settings)
     shown = tables.comparison(comparison.frame, scope.key)
-    return tables.render_frame(frame, shown, fmt, caption=comparison.caption(scope), width=width)
+    rendered = tables.render_frame(frame, shown, fmt, caption=comparison.caption(scope), width=width)
+    if fmt == "csv" or comparison.frame.empty:
+        return rendered
+    footnote = tables.HOLM_NOTE.format(rope=f"{100 * scope.rope:g}")
+    if fmt == "html":
+        text = rendered.text.replace("</body>", f"<p class='note'>{html.escape(footnote)}</p></body>")
+    else:
+        wrapped = textwrap.wrap(footnote, width or shutil.get_terminal_size((80, 24)).columns)
+        text = rendered.text + "\n\n" + ("\n".join(wrapped) if fmt == "table" else footnote)
+    return tables.Rendered(text, rendered.left_out)
 
 
 @dataclass
@@ -271,8 +336,12 @@ class Compared:
     """What `harness compare` produced: the comparison, its rendering, and the chart's file."""
 
     comparison: Comparison
-    text: str
+    rendered: tables.Rendered
     chart: Optional[Path]
+
+    @property
+    def text(self) -> str:
+        return self.rendered.text
 
 
 @dataclass(frozen=True)
@@ -296,12 +365,12 @@ def compare_command(ctx: Context, scope: Scope, names=None, chain=None, output: 
     if output.chart_file is not None:
         ctx.check_output(output.chart_file, "--chart", paths.CHART_SUFFIXES)
     comparison = compare_table(ctx, scope, names, chain)
-    text = render(comparison, scope, output.fmt)
+    rendered = render(comparison, scope, output.fmt)
     if output.table_file is not None:
-        paths.write_file(output.table_file, text + "\n")
+        paths.write_file(output.table_file, rendered.text + "\n")
     if output.chart_file is not None:
         chart(comparison.frame, scope.metric, output.chart_file)
-    return Compared(comparison, text, output.chart_file)
+    return Compared(comparison, rendered, output.chart_file)
 
 
 def chart(table: pd.DataFrame, metric: str, path: Path) -> Path:

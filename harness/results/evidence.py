@@ -17,10 +17,23 @@ if TYPE_CHECKING:
 ENTRY_KINDS = ("run", "group")  # what stands for an entry (a group through its seed runs)
 
 
+@dataclass(frozen=True)
+class Member:
+    """One training run behind a row: its id, its seed, its final metrics and params, and
+    the fingerprint of the data it was validated on (runs pair only on the same images)."""
+
+    run_id: str
+    seed: Optional[int]
+    metrics: dict[str, float]
+    params: dict[str, str]
+    dataset_fingerprint: str
+    resolved_class_weights: str = ""
+
+
 @dataclass
 class Evidence:
     """The runs behind one row: their ids, each final metric's values (one per seed), and
-    the settings they were made with."""
+    the settings they were made with; `members` keeps each run with its seed, for pairing."""
 
     name: str
     run_ids: list[str]
@@ -28,6 +41,11 @@ class Evidence:
     values: dict[str, list[float]] = field(default_factory=dict)
     settings: str = run_settings.AS_WRITTEN
     run_id: str = ""  # the single run or the group run
+    members: list[Member] = field(default_factory=list)
+
+    def by_seed(self, metric: str) -> dict[int, Member]:
+        """The members that logged `metric`, by seed (members without a seed left out)."""
+        return {m.seed: m for m in self.members if m.seed is not None and metric in m.metrics}
 
     def n(self, metric: str) -> int:
         return len(self.values.get(metric, []))
@@ -137,4 +155,18 @@ class RunIndex:
                 values.setdefault(key, []).append(float(value))
         kind = run.data.tags.get(Tag.KIND, "run")
         ids = [m.info.run_id for m in members]
-        return Evidence(label, ids, kind, values, settings_of(run)[1], run.info.run_id)
+        kept = [_member(m) for m in members]
+        return Evidence(label, ids, kind, values, settings_of(run)[1], run.info.run_id, kept)
+
+
+def _member(run) -> Member:
+    tags = run.data.tags
+    seed_text = tags.get(Tag.SEED) or run.data.params.get("training.seed", "")
+    return Member(
+        run_id=run.info.run_id,
+        seed=int(seed_text) if str(seed_text).isdigit() else None,
+        metrics={k: float(v) for k, v in run.data.metrics.items()},
+        params=dict(run.data.params),
+        dataset_fingerprint=tags.get(Tag.DATASET_FINGERPRINT, ""),
+        resolved_class_weights=tags.get(f"{Tag.RESOLVED_PREFIX}class_weights", ""),
+    )

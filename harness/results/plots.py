@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from harness.paths import write_file  # noqa: E402
 
-BLUE, RED, GREY, GREEN = "#4c78a8", "#e45756", "#9d9d9d", "#54a24b"
+BLUE, RED, GREY, GREEN, ORANGE = "#4c78a8", "#e45756", "#9d9d9d", "#54a24b", "#f2a33a"
 DPI = 100  # the PNGs are shown at about 80 DPI in a browser: fonts stay readable
 
 
@@ -91,66 +91,102 @@ def _finite(value) -> Optional[float]:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
+# One colour per verdict, the same in the waterfall and the forest plot.
+VERDICT_COLOURS = {
+    "helped": GREEN,
+    "hurt": RED,
+    "no practical difference": BLUE,
+    "undecided": ORANGE,
+    "cannot act": GREY,
+}
+
+
+def verdict_colour(verdict: str) -> str:
+    """The colour of a verdict ('undecided (n=2)' is undecided's)."""
+    return next((c for word, c in VERDICT_COLOURS.items() if str(verdict).startswith(word)), GREY)
+
+
+def _verdict_legend(ax, seen: set[str], extra: Sequence = ()) -> None:
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=c, label=word) for word, c in VERDICT_COLOURS.items() if word in seen]
+    ax.legend(handles=[*handles, *extra], loc="best", fontsize=8)
+
+
 def waterfall(table, key: str, path: Path) -> Path:
-    """One bar per step of the history: its change against its parent (mean over seeds),
-    the 95% interval as an error bar, steps with Welch p < 0.05 in a strong colour and
-    starred, the report's claimed change as a diamond beside the bar. Steps that were not
-    run, or whose parent was not, are named with the reason instead of a bar."""
+    """The history as a waterfall: the first step's metric as a bar from zero, then each
+    step's change against its parent as a bar from the level the steps before it reached,
+    coloured by its verdict, its 95% interval as an error bar (inside [0, 1] for accuracy);
+    the report's figure for each step as a diamond. A step that was not run, or whose parent
+    was not, is named with why, and the next measured step starts again from its own level."""
     names = list(table["entry"])
     fig, ax = plt.subplots(figsize=(max(7.0, 0.7 * len(names) + 2), 5.0))
-    x = np.arange(len(names))
+    level: Optional[float] = None
+    seen: set[str] = set()
+    bounded = "accuracy" in key or "f1" in key
     for i, row in enumerate(table.itertuples(index=False)):
-        delta, p = _finite(row.delta), _finite(row.p_value)
-        if delta is None:
-            reason = row.status or row.delta_note or "no parent"
+        mean, delta = _finite(table[key].iloc[i]), _finite(row.delta)
+        verdict = str(getattr(row, "verdict", "") or "")
+        if delta is not None and level is not None:
+            colour = verdict_colour(verdict)
+            seen.add(next((w for w in VERDICT_COLOURS if verdict.startswith(w)), "cannot act"))
+            ax.bar(i, delta, bottom=level, color=colour, width=0.6)
+            low, high = _finite(row.delta_ci_low), _finite(row.delta_ci_high)
+            if low is not None and high is not None:
+                top, lo, hi = level + delta, level + low, level + high
+                if bounded:
+                    lo, hi = max(lo, 0.0), min(hi, 1.0)
+                ax.errorbar(i, top, yerr=[[top - lo], [hi - top]], color="black", capsize=3, linewidth=1)
+            level += delta
+        elif mean is not None:
+            ax.bar(i, mean, color="#bbbbbb", width=0.6, hatch="//", edgecolor="white")
+            level = mean
+        else:
+            reason = row.status or row.delta_note or "not run"
             ax.annotate(reason, (i, 0), rotation=90, ha="center", va="bottom", fontsize=9, color="#555555")
-            continue
-        significant = p is not None and p < 0.05
-        ax.bar(i, delta, color=GREEN if significant else BLUE, alpha=1.0 if significant else 0.55, width=0.6)
-        low, high = _finite(row.delta_ci_low), _finite(row.delta_ci_high)
-        if low is not None and high is not None:
-            ax.errorbar(i, delta, yerr=[[delta - low], [high - delta]], color="black", capsize=3, linewidth=1)
-        if significant:
-            ax.annotate("*", (i, high if high is not None else delta), ha="center", va="bottom", fontsize=12)
-    claimed = [(i, _finite(v)) for i, v in enumerate(table["report_delta"]) if _finite(v) is not None]
-    if claimed:
-        ax.scatter(
-            [i + 0.3 for i, _ in claimed],
-            [v for _, v in claimed],
-            marker="D",
-            color=RED,
-            zorder=3,
-            label="the report's claimed change (CIFAR-10)",
-        )
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xlim(-0.6, len(names) - 0.2)  # one slot per step whatever is drawn (a lone diamond no longer sets the range)
-    ax.set_xticks(x, names, rotation=45, ha="right")
-    ax.set_ylabel(f"change in {key} vs parent")
-    ax.set_title(f"What each step changed in {key}\nmean over seeds, 95% interval; * Welch p < 0.05", fontsize=10)
+    from matplotlib.lines import Line2D
+
+    claims = [(i, _finite(v)) for i, v in enumerate(table["report"]) if _finite(v) is not None]
+    extra = []
+    if claims:
+        ax.scatter([i for i, _ in claims], [v for _, v in claims], marker="D", color=RED, zorder=3, s=25)
+        extra.append(Line2D([], [], marker="D", color=RED, linestyle="", label="the report's figure (CIFAR-10)"))
+    extra.append(Line2D([], [], color="#bbbbbb", linewidth=6, label="a level measured (start)"))
+    ax.set_xlim(-0.6, len(names) - 0.4)  # one slot per step whatever is drawn
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    if bounded:
+        ax.set_ylim(0, 1.05)
+    ax.set_ylabel(key)
+    ax.set_title(
+        f"{key}, step by step: each bar one step's change against its parent\n(mean over seeds, 95% interval)",
+        fontsize=10,
+    )
     ax.grid(axis="y", alpha=0.3)
-    if claimed:
-        ax.legend(loc="best", fontsize=8)
+    _verdict_legend(ax, seen, extra)
     return _save(fig, path)
 
 
 def forest(rows, key: str, not_run: Sequence[str], path: Path) -> Path:
     """Leave-one-out: each step's contribution to the full entry (full minus without), with
-    its 95% interval, sorted, zero line drawn; steps with no result listed apart, with why.
-    rows: (step, contribution, ci_low or None, ci_high or None, p or None)."""
+    its 95% interval, sorted, coloured by its verdict, zero line drawn; steps with no result
+    listed apart, with why. rows: (step, contribution, ci_low or None, ci_high or None, verdict)."""
     rows = sorted(rows, key=lambda r: r[1])
     fig, ax = plt.subplots(figsize=(8, max(3.0, 0.45 * len(rows) + 1.8)))
-    for i, (_step, value, low, high, p) in enumerate(rows):
-        significant = p is not None and p < 0.05
-        color = GREEN if significant else BLUE
+    seen: set[str] = set()
+    for i, (_step, value, low, high, verdict) in enumerate(rows):
+        colour = verdict_colour(verdict)
+        seen.add(next((w for w in VERDICT_COLOURS if str(verdict).startswith(w)), "cannot act"))
         if low is not None and high is not None:
-            ax.plot([low, high], [i, i], color=color, linewidth=2)
-        ax.plot([value], [i], "o", color=color, markersize=7)
+            ax.plot([low, high], [i, i], color=colour, linewidth=2)
+        ax.plot([value], [i], "o", color=colour, markersize=7)
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_yticks(range(len(rows)), [f"{r[0]}{' *' if r[4] is not None and r[4] < 0.05 else ''}" for r in rows])
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
     ax.set_xlabel(f"contribution to {key} (full minus without the step), 95% interval")
-    title = "Leave-one-out: what each step contributes; * Welch p < 0.05"
+    title = "Leave-one-out: what each step contributes, coloured by verdict"
     if not_run:
         title += f"\nnot run: {', '.join(not_run)}"
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
+    if rows:
+        _verdict_legend(ax, seen)
     return _save(fig, path)

@@ -58,7 +58,7 @@ def build_report(ctx: Context, scope: Scope, out: Path, fmt: str = "md") -> Path
     link = lambda run_id: run_link(store.uri, experiment_id, run_id)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="harness-report-") as tmp:
         work = Path(tmp)
-        sections = [_history(comparison, scope, work, link)]
+        sections = [_verdicts(comparison, scope), _history(comparison, scope, work, link)]
         sections.append(_curves(store, comparison.frame, work, link))
         sections += [
             s
@@ -81,16 +81,24 @@ def assets_folder(out: Path) -> Path:
     return out.parent / f"{out.stem}_files"
 
 
+def _verdicts(comparison: Comparison, scope: Scope) -> Section:
+    """The answer first: each step's verdict, its change with the interval, the claim."""
+    text = f"{comparison.caption(scope)}: {tables.verdict_summary(comparison.frame)}. " + tables.HOLM_NOTE.format(
+        rope=f"{100 * scope.rope:g}"
+    )
+    return Section("Which steps helped", text, tables.verdict_table(comparison.frame, scope.key))
+
+
 def _history(comparison: Comparison, scope: Scope, work: Path, link) -> Section:
     image = chart(comparison.frame, scope.metric, work / "history.png")
     text = (
-        f"{comparison.caption(scope)}. One row per entry, in history order: the metric over seeds (mean +/- std, n), "
-        "its change against the parent entry with Welch's t-test p-value where both have two or more seeds, and the "
-        "report's own figure (its CIFAR-10 result, for reference: this study's data may differ). "
-        + " ".join(comparison.notes)
+        f"{comparison.caption(scope)}. One row per entry, in history order: its verdict, its change against its "
+        "parent with the 95% interval, the metric over seeds (mean +/- std, n), p corrected across the table (Holm) "
+        "and raw, what the step changed, and the report's own figure with whether this study supports it (the "
+        "report's figures are CIFAR-10 results: on other data they are not comparable). " + " ".join(comparison.notes)
     )
     links = [(row.entry, link(row.run)) for row in comparison.frame.itertuples() if row.run]
-    caption = "What each step changed against its parent (bars), with the report's claimed change (diamonds)"
+    caption = "The metric step by step: each bar one step's change, coloured by its verdict; diamonds: the report"
     return Section("History", text, tables.comparison(comparison.frame, scope.key), [(caption, image)], links)
 
 
@@ -259,11 +267,4 @@ def _html(title: str, sections: list[Section]) -> str:
                 f'<a href="{html.escape(url)}">{html.escape(label)}</a>' for label, url in section.links
             )
             body.append(f"<p class='runs'>Runs in MLflow: {anchors}</p>")
-    style = (
-        "body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}table{border-collapse:collapse;"
-        "font-size:14px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}"
-        "img{max-width:100%}figcaption{color:#555}"
-        ".runs{font-size:13px;color:#555}"
-    )
-    head = f"<meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>"
-    return f"<!doctype html><html><head>{head}</head><body>{''.join(body)}</body></html>"
+    return tables.html_document(title, "".join(body))

@@ -15,8 +15,9 @@ from harness.entries import settings as run_settings
 from harness.entries.registry import Registry
 from harness.errors import HarnessError
 from harness.paths import slug
-from harness.results.compare import Scope, check_settings, experiment_for, higher_is_better, history_order
+from harness.results.compare import Scope, check_settings, experiment_for, history_order
 from harness.results.evidence import Evidence, RunIndex
+from harness.results.steps import higher_is_better
 from harness.results.tables import mean_over_seeds
 from harness.tracking.protocol import RunStore
 

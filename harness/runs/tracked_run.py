@@ -7,6 +7,7 @@ that cannot be built leaves nothing in the store.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import tempfile
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+import numpy as np
+
 from harness import paths
 from harness.context import Context
 from harness.entries.diffs import Diff
@@ -22,7 +25,7 @@ from harness.entries.yamlio import dump_yaml
 from harness.errors import RunFailed
 from harness.interrupts import GUARD
 from harness.runs.planning import Planned, run_tags
-from harness.tracking.names import Tag
+from harness.tracking.names import VAL_CORRECT, Tag
 
 if TYPE_CHECKING:  # MLflow loads with the store, so a run found done answers without it
     from harness.tracking.store import Store
@@ -130,6 +133,8 @@ def _log_start(ctx: Context, run_id: str, planned: Planned, warning: Optional[st
 
     store = ctx.writable_store
     settings = train.resolved_settings(planned.spec, len(planned.data.train))
+    weights = train.class_weights(planned.spec, planned.data.train.y, planned.data.class_names)
+    settings["class_weights"] = "none" if weights is None else json.dumps({k: round(v, 4) for k, v in weights.items()})
     extra = {
         Tag.BACKUP: str(paths.backup_dir(ctx.root, run_id)),
         **{f"{Tag.RESOLVED_PREFIX}{k}": v for k, v in settings.items()},
@@ -256,6 +261,7 @@ def _log_artifacts(store: Store, run_id: str, planned: Planned, trained: Trained
         plots.confusion_matrix(
             evaluation.confusion, planned.data.class_names, f"{r.name}: validation", folder / "confusion_matrix.png"
         )
+        np.save(folder / VAL_CORRECT, evaluation.correct.astype(np.uint8))  # a byte an image: paired comparisons
         if save_model:
             model.save(folder / "model.keras")
         store.client.log_artifacts(run_id, str(folder))

@@ -1,6 +1,8 @@
 """`harness ablate NAME --leave-one-out`: run NAME and every variant (NAME with one step's
 changes put back to its parent's values) over the same seeds, and say what each step
-contributes (full minus without) with its 95% interval and Welch's p-value.
+contributes (full minus without): its verdict, its change with the 95% interval, p
+corrected across the table (results.verdicts). With --seeds auto, seeds go where a
+variant's verdict is still undecided.
 
 A variant that cannot be built, or fails to train (NaN at once, out of memory), is a row
 with its reason, not the end of the command; the others still run. Ctrl-C ends the current
@@ -24,10 +26,13 @@ from harness.interrupts import GUARD
 from harness.results import tables
 from harness.results.compare import metric_key
 from harness.results.evidence import Evidence, RunIndex
-from harness.results.stats import difference_interval, welch_p
+from harness.results.steps import judge
+from harness.results.verdicts import ROPE
 from harness.runs import runner
+from harness.runs.adaptive import SeedChoice, next_seeds
 from harness.study.leave_one_out import Variant, leave_one_out
 from harness.tracking.names import Tag, run_link
+from harness.tracking.protocol import RunStore
 from harness.training.geometry import CannotBuild
 
 
@@ -52,99 +57,138 @@ def run_leave_one_out(
     name: str,
     overrides: list[str],
     *,
-    seeds: Optional[list[int]] = None,
+    seeds: Optional[SeedChoice] = None,
     force: bool = False,
     metric: str = "best_val_accuracy",
     chart: Optional[Path] = None,
 ) -> Ablation:
-    """Run NAME, then each runnable variant (over `seeds`, a single run each when None);
-    returns the table of contributions to `metric`, and writes the forest plot to `chart`."""
-    key = metric_key(metric)
-    registry = Registry(ctx.root)
-    variants = leave_one_out(registry, name, overrides)
-    ctx.echo(f"=== {name}, all steps")
-    full = runner.run_ablation(ctx, name, overrides, seeds=seeds, force=force)
-    store = ctx.writable_store
-    index = RunIndex(store, full.experiment_id)
-    full_evidence = index.evidence(store.get_run(full.run_id), name)
-    rows = [ablation_row(name, "(all steps)", full_evidence, None, key, "")]
+    """Run NAME, then each runnable variant over the seeds (a single run each when none are
+    given; with `auto`, two, then one more to a variant and NAME while the variant's verdict
+    is undecided); returns the table of contributions to `metric`, and writes the forest
+    plot to `chart`."""
+    key, choice = metric_key(metric), seeds or SeedChoice()
+    variants = leave_one_out(Registry(ctx.root), name, overrides)
     runnable = [v for v in variants if v.runnable]
+    seeds_of = {v.step: choice.first for v in runnable}
     ablation = Ablation(pd.DataFrame(), overwritten=[v.step for v in variants if not v.runnable])
+    ran: dict[str, tuple[Optional[Evidence], str]] = {}
+    ctx.echo(f"=== {name}, all steps")
+    full, full_evidence = _run_full(ctx, name, overrides, choice.first, force)
     try:
-        for variant in variants:
-            if not variant.runnable:
-                rows.append(ablation_row(name, variant.step, None, None, key, variant.describe()))
-                continue
-            ctx.echo(f"variant {runnable.index(variant) + 1}/{len(runnable)}: {name} without {variant.step}")
-            evidence, note = _run_variant(ctx, name, overrides, variant, seeds=seeds, force=force)
-            if evidence is None:
-                ctx.echo(f"{name} without {variant.step}: {note}")
-            rows.append(ablation_row(name, variant.step, evidence, full_evidence if evidence else None, key, note))
+        for number, variant in enumerate(runnable, start=1):
+            ctx.echo(f"variant {number}/{len(runnable)}: {name} without {variant.step}")
+            ran[variant.step] = _run_variant(ctx, name, overrides, variant, seeds=seeds_of[variant.step], force=force)
+        while choice.auto:
+            rows = _rows(ctx, name, variants, full_evidence, ran, key)
+            more = [r["step"] for r in rows if r["verdict"].startswith("undecided") and r["n"] < choice.auto_max]
+            if not more:
+                break
+            for step in more:
+                seeds_of[step] = next_seeds(seeds_of[step])
+            full_seeds = sorted(set().union(*(seeds_of[s] for s in seeds_of)))
+            ctx.echo(f"--- undecided: {', '.join(more)}; one more seed to each and to {name}")
+            full, full_evidence = _run_full(ctx, name, overrides, full_seeds, False)
+            for variant in [v for v in runnable if v.step in more]:
+                ran[variant.step] = _run_variant(
+                    ctx, name, overrides, variant, seeds=seeds_of[variant.step], force=False
+                )
     except KeyboardInterrupt:
         ablation.interrupted = True
-    ablation.table = pd.DataFrame(rows)
+    ablation.table = pd.DataFrame(_rows(ctx, name, variants, full_evidence, ran, key))
     if not ablation.interrupted:
         ablation.record_run_id = record(ctx, ablation, full.run_id, full.experiment_id, name=name, key=key, chart=chart)
     return ablation
 
 
+def _run_full(ctx: Context, name: str, overrides: list[str], seeds: Optional[list[int]], force: bool):
+    """NAME over these seeds: (its outcome, its evidence)."""
+    full = runner.run_ablation(ctx, name, overrides, seeds=seeds, force=force)
+    store = ctx.writable_store
+    return full, RunIndex(store, full.experiment_id).evidence(store.get_run(full.run_id), name)
+
+
+def _rows(
+    ctx: Context, name: str, variants: list[Variant], full: Evidence, ran: dict, key: str
+) -> list[dict[str, Any]]:
+    """The table: NAME, then each variant (its run's evidence, or why it has none), judged."""
+    rows = [ablation_row(name, "(all steps)", full, None, key, "")]
+    for variant in variants:
+        if not variant.runnable:
+            rows.append(ablation_row(name, variant.step, None, None, key, variant.describe()))
+        elif variant.step in ran:
+            evidence, note = ran[variant.step]
+            rows.append(ablation_row(name, variant.step, evidence, full if evidence else None, key, note))
+    judge_rows(ctx.writable_store, rows, key)
+    return rows
+
+
 def _run_variant(
     ctx: Context, name: str, overrides: list[str], variant: Variant, *, seeds: Optional[list[int]], force: bool
 ):
-    """(evidence, note) of one variant; a variant that cannot run gives (None, its reason)."""
+    """(evidence, note) of one variant; a variant that cannot run gives (None, its reason),
+    said as it happens."""
     label = f"without {variant.step}"
     try:
         outcome = runner.run_ablation(
             ctx, name, overrides, seeds=seeds, force=force, variant=runner.Variant(label, tuple(variant.overrides))
         )
     except CannotBuild as exc:
-        return None, str(exc)
+        return _no_result(ctx, name, variant, str(exc))
     except RunFailed as exc:
-        return None, f"failed: {exc.reason}"
+        return _no_result(ctx, name, variant, f"failed: {exc.reason}")
     except HarnessError as exc:
-        return None, f"cannot run: {exc}"
+        return _no_result(ctx, name, variant, f"cannot run: {exc}")
     except Exception as exc:  # noqa: BLE001 - out of memory arrives as the backend's own error type
         if type(exc).__name__ != "ResourceExhaustedError" and not isinstance(exc, MemoryError):
             raise
-        return None, f"out of memory: {str(exc).splitlines()[0][:160]}"
+        return _no_result(ctx, name, variant, f"out of memory: {str(exc).splitlines()[0][:160]}")
     GUARD.check()
     store = ctx.writable_store
     return RunIndex(store, outcome.experiment_id).evidence(store.get_run(outcome.run_id), label), variant.describe()
 
 
+def _no_result(ctx: Context, name: str, variant: Variant, note: str) -> tuple[None, str]:
+    ctx.echo(f"{name} without {variant.step}: {note}")
+    return None, note
+
+
 def ablation_row(
     name: str, step: str, evidence: Optional[Evidence], full: Optional[Evidence], key: str, note: str
 ) -> dict[str, Any]:
-    """One row: the variant's metric over seeds and, against the full entry, its contribution
-    (full minus without) with its 95% interval and Welch's p."""
+    """One row: the variant's metric over seeds; its contribution (full minus without) and
+    verdict come from judge_rows, across the whole table."""
     row: dict[str, Any] = {"variant": name if step == "(all steps)" else f"{name} without {step}", "step": step}
-    row.update({key: None, "std": None, "n": 0, "contribution": None, "ci_low": None, "ci_high": None, "p_value": None})
-    row.update({"note": note, "runs": ""})
+    row.update({key: None, "std": None, "n": 0, "verdict": "", "contribution": None, "ci_low": None, "ci_high": None})
+    row.update({"p_value": None, "p_holm": None, "note": note, "runs": "", "_pair": (full, evidence)})
     if evidence is None:
         return row
     row.update(
         {key: evidence.mean(key), "std": evidence.std(key), "n": evidence.n(key), "runs": ",".join(evidence.run_ids)}
     )
-    if full is not None:
-        interval = difference_interval(full.values[key], evidence.values[key])
-        row.update(
-            {
-                "contribution": full.mean(key) - evidence.mean(key),
-                "ci_low": interval[0] if interval else None,
-                "ci_high": interval[1] if interval else None,
-                "p_value": welch_p(full.values[key], evidence.values[key]),
-            }
-        )
     return row
 
 
+def judge_rows(store: RunStore, rows: list[dict[str, Any]], key: str, rope: float = ROPE) -> None:
+    """Every variant's contribution measured against the full entry (paired by seed, with
+    the validation images) and decided across the table, Holm-corrected."""
+    pairs = [row.pop("_pair") for row in rows]
+    for row, verdict, (full, without) in zip(rows, judge(store, pairs, key, rope=rope), pairs):
+        change = verdict.change
+        if full is None or without is None:
+            continue
+        row["verdict"] = verdict.word
+        row["contribution"] = change.mean if change else None
+        row["ci_low"], row["ci_high"] = (change.low, change.high) if change else (None, None)
+        row["p_value"], row["p_holm"] = (change.p if change else None), verdict.p_holm
+
+
 def forest_rows(table: pd.DataFrame) -> list[tuple]:
-    """(step, contribution, ci_low, ci_high, p) of every variant that has a contribution."""
+    """(step, contribution, ci_low, ci_high, verdict) of every variant with a contribution."""
     out = []
     for row in table.itertuples(index=False):
         if not tables.missing(row.contribution):
             value = lambda v: None if tables.missing(v) else float(v)  # noqa: E731
-            out.append((row.step, float(row.contribution), value(row.ci_low), value(row.ci_high), value(row.p_value)))
+            out.append((row.step, float(row.contribution), value(row.ci_low), value(row.ci_high), row.verdict))
     return out
 
 
@@ -208,9 +252,10 @@ def record(
     return run.info.run_id
 
 
-def render(table: pd.DataFrame, metric: str, fmt: str, width: Optional[int] = None) -> str:
+def render(table: pd.DataFrame, metric: str, fmt: str, width: Optional[int] = None) -> tables.Rendered:
     """The leave-one-out table as text, markdown, csv or html (tables.leave_one_out). On a
-    terminal the notes (why a step has no contribution) follow the table, one per line."""
+    terminal the notes (why a step has no contribution) follow the table, one per line, then
+    what the interval covers and which correction p (Holm) is."""
     import shutil
     import textwrap
 
@@ -218,8 +263,13 @@ def render(table: pd.DataFrame, metric: str, fmt: str, width: Optional[int] = No
     if fmt != "table":
         return tables.render_frame(table, shown, fmt)
     width = width or shutil.get_terminal_size((80, 24)).columns
-    text = tables.terminal_table(shown.drop(columns=["note"]), width=width)
-    notes = [f"{v}: {n}" for v, n in zip(shown["variant"], shown["note"]) if n]
-    for line in notes:
-        text += "\n" + "\n".join(textwrap.wrap(line, width, subsequent_indent="    "))
-    return text
+    rendered = tables.terminal_table(shown.drop(columns=["note"]), width=width)
+    lines = [rendered.text]
+    for variant, note in zip(shown["variant"], shown["note"]):
+        if note:
+            lines.append("\n".join(textwrap.wrap(f"{variant}: {note}", width, subsequent_indent="    ")))
+    footnote = tables.HOLM_NOTE.replace("change: child minus parent", "contribution: full minus without").format(
+        rope=f"{100 * ROPE:g}"
+    )
+    lines.append("\n" + "\n".join(textwrap.wrap(footnote, width)))
+    return tables.Rendered("\n".join(lines), rendered.left_out)

@@ -52,17 +52,20 @@ class Cell:
 
 @dataclass(frozen=True)
 class StudyPlan:
-    """A study as asked for: the target entry, the user's overrides (its settings), the seeds,
-    and whether it includes the leave-one-out variants."""
+    """A study as asked for: the target entry, the user's overrides (its settings), the seeds
+    to start with, whether it includes the leave-one-out variants, and with --seeds auto the
+    most seeds a step may get (None: the seeds are fixed)."""
 
     target: str
     overrides: tuple[str, ...]
     seeds: tuple[int, ...]
     leave_one_out: bool
+    auto_max: Optional[int] = None
 
     def name(self, experiment: str) -> str:
         """The Optuna study's name: the same command on the same data joins the same study."""
-        key = json.dumps([run_settings.fingerprint(self.overrides), list(self.seeds), self.leave_one_out])
+        seeds: object = list(self.seeds) if self.auto_max is None else f"auto<={self.auto_max}"
+        key = json.dumps([run_settings.fingerprint(self.overrides), seeds, self.leave_one_out])
         return f"history:{self.target}@{experiment}/{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 

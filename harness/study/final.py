@@ -17,6 +17,7 @@ import pandas as pd
 from harness import paths
 from harness.context import Context
 from harness.entries.registry import Registry
+from harness.results import tables
 from harness.results.compare import Scope, chart, compare_table, render
 from harness.results.evidence import RunIndex
 from harness.results.report import build_report
@@ -41,13 +42,9 @@ def finalize(ctx: Context, study, plan_: StudyPlan, first) -> None:
     pinned = tuple((entry, finished[entry]) for entry in chain if entry in finished)
     scope = Scope(first.data.source, first.spec.data.subset, METRIC, settings=plan_.overrides, pinned=pinned)
     comparison = compare_table(ctx, scope, chain=plan_.target)
-    ctx.echo(render(comparison, scope, "table"))
+    ctx.echo(render(comparison, scope, "table").text)
     experiment_id = store.ensure_experiment(first.experiment)
-    with tempfile.TemporaryDirectory(prefix="harness-study-") as tmp:
-        folder = Path(tmp)
-        comparison.frame.to_csv(folder / "history.csv", index=False)
-        chart(comparison.frame, METRIC, folder / "waterfall.png")
-        store.client.log_artifacts(history_run, str(folder))
+    _record_verdicts(store, history_run, comparison, scope, plan_.target)
     if plan_.leave_one_out and plan_.target in finished and not _recorded_leave_one_out(store, experiment_id, study):
         _leave_one_out(
             ctx,
@@ -61,11 +58,7 @@ def finalize(ctx: Context, study, plan_: StudyPlan, first) -> None:
     final_run_id = _selected(store, history_run)
     if final_run_id is None:
         selection = select(ctx, scope, chain)
-        store.log(
-            history_run,
-            metrics={METRIC: selection.mean, "test_accuracy": selection.test_accuracy},
-            tags={Tag.SELECTED: selection.entry, Tag.FINAL_RUN: selection.final_run_id},
-        )
+        store.log(history_run, tags={Tag.SELECTED: selection.entry, Tag.FINAL_RUN: selection.final_run_id})
         final_run_id = selection.final_run_id
     out = paths.reports(ctx.root) / f"study-{paths.slug(plan_.target)}.html"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -81,6 +74,31 @@ def finalize(ctx: Context, study, plan_: StudyPlan, first) -> None:
     study.set_user_attr(FINAL_DONE, {"by": f"{socket.gethostname()}:{os.getpid()}", "links": links})
     for line in links:
         ctx.echo(line)
+
+
+def _record_verdicts(store, history_run: str, comparison, scope: Scope, target: str) -> None:
+    """The study run answers first: its description and verdicts.md lead with each step's
+    verdict, change and claim; history.csv and the waterfall follow; its metrics are its
+    own (the target's mean, how many steps each verdict got), not the pick's."""
+    frame = comparison.frame
+    summary = tables.verdict_summary(frame)
+    table = tables.markdown_table(tables.verdict_table(frame, METRIC))
+    footnote = tables.HOLM_NOTE.format(rope=f"{100 * scope.rope:g}")
+    document = (
+        f"# What each step of {target} did ({comparison.caption(scope)})\n\n{summary}.\n\n{table}\n\n{footnote}\n"
+    )
+    counts = tables.verdict_counts(frame)
+    target_rows = frame[frame["entry"] == target]
+    metrics = {f"steps_{k}" if k != "steps" else "steps": v for k, v in counts.items()}
+    if not target_rows.empty and not tables.missing(target_rows[METRIC].iloc[0]):
+        metrics[f"target_{METRIC}"] = float(target_rows[METRIC].iloc[0])
+    with tempfile.TemporaryDirectory(prefix="harness-study-") as tmp:
+        folder = Path(tmp)
+        (folder / "verdicts.md").write_text(document)
+        frame.to_csv(folder / "history.csv", index=False)
+        chart(frame, METRIC, folder / "waterfall.png")
+        store.client.log_artifacts(history_run, str(folder))
+    store.log(history_run, metrics=metrics, tags={"mlflow.note.content": document[:4900]})
 
 
 def _selected(store, history_run: str):
@@ -131,6 +149,7 @@ def _leave_one_out(
         else:
             reason = cannot_build.get(group, "not a cell of the study")
             rows.append(loo.ablation_row(target, variant.step, None, None, METRIC, reason))
+    loo.judge_rows(store, rows, METRIC)
     ablation = loo.Ablation(pd.DataFrame(rows))
-    ctx.echo(loo.render(ablation.table, METRIC, "table"))
+    ctx.echo(loo.render(ablation.table, METRIC, "table").text)
     loo.record(ctx, ablation, finished[target], experiment_id, name=target, key=METRIC, study=study_name)

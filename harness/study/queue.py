@@ -50,11 +50,12 @@ RETRY_OF = "retry_of"  # user attribute of a trial queued again for an interrupt
 class Progress:
     """Counts for the running total line."""
 
-    total: int
+    total: int  # cells planned when the count began (a study with --seeds auto may add more)
     started: float = field(default_factory=time.monotonic)
     trained: list[float] = field(default_factory=list)  # seconds of the cells this worker trained
 
     def line(self, study) -> str:
+        self.total = max(self.total, len(study.user_attrs.get(CELLS, [])))
         states = [t.state for t in _live(study) if "cell" in t.user_attrs]
         done = sum(s in (TrialState.COMPLETE, TrialState.FAIL) for s in states)
         running = states.count(TrialState.RUNNING)

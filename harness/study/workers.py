@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from harness.context import Context
 from harness.errors import HarnessError
 from harness.interrupts import GUARD
+from harness.study.auto import add_seeds
 from harness.study.cells import StudyPlan
 from harness.study.queue import (
     CELLS,
@@ -104,6 +105,8 @@ def work(ctx: Context, study, storage, plan_: StudyPlan, first) -> Worked:
     done = Worked()
     while not GUARD.requested:
         finish_groups(ctx, study)  # groups a killed worker left waiting
+        if plan_.auto_max is not None and add_seeds(ctx, study, storage, plan_, first):
+            continue  # more cells for the undecided steps: claim them first
         queue_final_steps(ctx, study, storage)
         trial = claim(study, storage)
         if trial is None:
@@ -200,7 +203,11 @@ def visible_gpus() -> list[str]:
 def worker_command(plan_: StudyPlan, options: StudyOptions, tracking_uri: Optional[str]) -> list[str]:
     """The command line of one local worker: the same study, one process, --worker."""
     seeds = ",".join(map(str, plan_.seeds)) + ","  # a list, even of one seed: "7," (a bare "7" is a count)
+    if plan_.auto_max is not None:
+        seeds = "auto"
     command = [sys.executable, "-m", "harness", "study", plan_.target, "--seeds", seeds]
+    if plan_.auto_max is not None:
+        command += ["--max-seeds", str(plan_.auto_max)]
     for override in plan_.overrides:
         command += ["--set", override]
     if plan_.leave_one_out:

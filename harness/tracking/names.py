@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 TAG = "harness."  # prefix of the harness's own tags, apart from MLflow's
+VAL_CORRECT = "val_correct.npy"  # artifact: which validation images the final model got right (uint8)
 UI = "http://127.0.0.1:5000"  # harness ui's default address
 VIEW = "workflowType=machine_learning"  # the query MLflow's UI sets for its model-training view
 

@@ -22,6 +22,7 @@ class Evaluation:
     confusion: np.ndarray  # rows: true class, columns: predicted
     report_text: str  # the report's per-class table, as text
     report: dict  # the same, as scikit-learn's dict
+    correct: np.ndarray  # one bool per image, in the split's order: paired comparisons of two runs
 
     def metrics(self, prefix: str, final: bool = False) -> dict[str, float]:
         """Flat metrics for tracking, e.g. val_macro_f1 and val_f1_cat. `final` names accuracy
@@ -63,4 +64,5 @@ def evaluate(model, split: Split, class_names: list[str], batch_size: int = 256)
         confusion=confusion_matrix(split.y, predicted, labels=labels),
         report_text=classification_report(split.y, predicted, digits=2, **kwargs),
         report=classification_report(split.y, predicted, output_dict=True, **kwargs),
+        correct=predicted == split.y,
     )

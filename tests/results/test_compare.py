@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from scipy.stats import t, ttest_ind
+from scipy.stats import t
 
 from harness.entries.registry import Registry
 from harness.results.compare import Scope, compare_table, render
@@ -66,18 +66,21 @@ def test_seed_group_logs_its_mean_under_the_metrics_own_name_with_std_n_and_inte
     assert "learning_curves.png" in artifacts  # the mean over seeds, with a band
 
 
-def test_compare_delta_is_the_difference_of_means_and_p_is_scipys(study):
+def test_compare_measures_each_step_paired_by_seed_and_decides_it(study):
     project, groups = study
     table = compare_table(quiet(project), SUBSET, chain="tiny_wide").frame
     assert list(table["entry"]) == ["tiny", "tiny_adam", "tiny_wide"]
-    adam, _, _ = seed_values(project, groups["tiny_adam"].run_id)
-    sgd, _, _ = seed_values(project, groups["tiny"].run_id)
+    adam, _, adam_runs = seed_values(project, groups["tiny_adam"].run_id)
+    sgd, _, sgd_runs = seed_values(project, groups["tiny"].run_id)
     row = table.set_index("entry").loc["tiny_adam"]
     assert row["best_val_accuracy"] == pytest.approx(np.mean(adam))
-    assert row["delta"] == pytest.approx(np.mean(adam) - np.mean(sgd))
-    expected = ttest_ind(adam, sgd, equal_var=False).pvalue  # NaN when both sides have no spread
-    assert pytest.approx(expected, nan_ok=True) == row["p_value"]
-    assert row["n"] == 2
+    by_seed = lambda runs: {r.data.tags["harness.seed"]: r.data.metrics["best_val_accuracy"] for r in runs}  # noqa: E731
+    a, b = by_seed(adam_runs), by_seed(sgd_runs)
+    assert row["delta"] == pytest.approx(np.mean([a[s] - b[s] for s in a]))  # paired by seed
+    assert row["n"] == 2 and row["covers"] == "seeds and validation images"
+    assert -1 <= row["delta_ci_low"] <= row["delta"] <= row["delta_ci_high"] <= 1
+    assert row["p_holm"] >= row["p_value"] > 0
+    assert row["verdict"] in ("helped", "hurt", "no practical difference", "undecided (n=2)")
     assert "optimizer.name sgd -> adam" in row["change"]
     assert table.set_index("entry").loc["tiny"]["report"] == 0.5
     assert pd.isna(table.set_index("entry").loc["tiny"]["delta"])
@@ -90,25 +93,28 @@ def test_compare_delta_is_the_difference_of_means_and_p_is_scipys(study):
 def test_compare_renders_every_format(study, fmt):
     project, _ = study
     comparison = compare_table(quiet(project), SUBSET, chain="tiny_wide")
-    text = render(comparison, SUBSET, fmt, width=200)
+    text = render(comparison, SUBSET, fmt, width=200).text
     lines = text.strip().splitlines()
     if fmt == "csv":
         back = pd.read_csv(io.StringIO(text))
         assert list(back["entry"]) == ["tiny", "tiny_adam", "tiny_wide"]
-        assert {"best_val_accuracy", "std", "n", "delta", "p_value", "runs"} <= set(back.columns)
+        assert {"best_val_accuracy", "std", "n", "delta", "p_value", "p_holm", "verdict", "runs"} <= set(back.columns)
         assert set(back["compared_settings"]) == {"as written"} and set(back["dataset"]) == {"digits (subset 300)"}
     elif fmt == "markdown":
         assert lines[0].startswith("| entry (digits (subset 300); settings: as written; metric: best_val_accuracy) |")
-        assert "| change vs parent | best_val_accuracy |" in lines[0] and "| report (CIFAR-10) |" in lines[0]
-        assert set(lines[1]) <= set("|-") and len(lines) == 2 + 3
+        assert "| verdict | change [95% interval] | best_val_accuracy | p (Holm) |" in lines[0]
+        assert "| report's claim |" in lines[0]
+        assert set(lines[1]) <= set("|-") and lines[2 + 3] == "" and "Holm" in lines[-1]
     elif fmt == "html":
-        assert text.startswith("<table") and text.count("<tr") == 1 + 3 and text.count("<th>") == 11
+        assert text.startswith("<!doctype html>") and text.rstrip().endswith("</html>")
+        assert text.count("<tr") == 1 + 3 and text.count("<th>") == 13 and "Holm" in text
         assert "<caption>digits (subset 300); settings: as written; metric: best_val_accuracy</caption>" in text
     else:
         assert lines[0] == "digits (subset 300); settings: as written; metric: best_val_accuracy"
-        assert lines[2].split()[:3] == ["entry", "change", "vs"]
+        assert lines[2].split()[:3] == ["entry", "verdict", "change"]
         starts = [line.split()[0] for line in lines[4:] if line.split()]
         assert [w for w in starts if w.startswith("tiny")] == ["tiny", "tiny_adam", "tiny_wide"]
+        assert "Holm" in text.split("tiny_wide")[-1]  # the correction named under the table
     assert [e in text for e in ("tiny", "tiny_adam", "tiny_wide")] == [True] * 3
 
 

@@ -16,27 +16,35 @@ def test_cells():
     assert tables.mean_over_seeds(0.5, None, 1) == "0.5000 (n=1)"
 
 
-def test_a_terminal_table_fits_its_width_and_names_what_it_left_out():
+def test_a_terminal_table_fits_its_width_keeps_the_answer_and_breaks_no_word():
     frame = pd.DataFrame(
         {
-            "entry": ["baseline", "same_padding"],
-            "change vs parent": ["the starting point", "model.padding valid -> same; model.classifier_dropout 0.4"],
-            "best_val_accuracy": ["0.5000 (n=1)", "0.6000 (n=1)"],
-            "delta": ["no parent", "+0.1000"],
-            "p (Welch)": ["", "n<2"],
-            "val loss": ["1.2", "1.1"],
-            "time s": ["12.0", "13.0"],
-            "params": ["1,000", "2,000"],
+            "entry": ["baseline", "same_padding", "early_stopping"],
+            "verdict": ["no parent", "helped", "cannot act at this budget (early stopping's patience 5 >= 4 epochs)"],
+            "change [95% interval]": ["", "+0.1000 [+0.0400, +0.1600]", "+0.0000 [-0.0100, +0.0100]"],
+            "best_val_accuracy": ["0.5000 (n=1)", "0.6000 +/- 0.0100 (n=2)", "0.6000 +/- 0.0100 (n=2)"],
+            "p (Holm)": ["", "0.004", ""],
+            "change vs parent": ["the starting point", "model.padding valid -> same; model.classifier_dropout 0.4", ""],
+            "val loss": ["1.2", "1.1", "1.1"],
+            "params": ["1,000", "2,000", "2,000"],
         }
     )
-    text = tables.terminal_table(frame, "digits", width=60)
-    lines = text.splitlines()
-    assert all(len(line) <= 60 for line in lines), text
-    assert "not shown at 60 columns" in text and "params" in text.split("not shown")[1]
-    header = next(line for line in lines if "entry" in line)
-    assert "best_val_accuracy" in header  # the first columns stay
+    for width in (60, 80, 120):
+        rendered = tables.terminal_table(frame, "digits", width=width)
+        lines = rendered.text.splitlines()
+        assert all(len(line) <= width for line in lines), rendered.text
+        header = next(line for line in lines if "entry" in line)
+        for kept in ("entry", "verdict", "change [95% interval]"):
+            assert kept in header, (width, header)
+        allowed = {w for cell in frame.to_numpy().ravel() for w in str(cell).split()}
+        allowed |= set(" ".join(frame.columns).split()) | {"digits"}
+        printed = {w for line in lines for w in line.split() if set(w) != {"─"}}
+        assert printed <= allowed, f"broken words: {printed - allowed}"
+        assert ("params" in rendered.left_out) == ("params" not in header)
+        if rendered.left_out:
+            assert f"not shown at {width} columns" in rendered.note(width)
     wide = tables.terminal_table(frame, "digits", width=300)
-    assert "not shown" not in wide
+    assert not wide.left_out and wide.note() == ""
 
 
 def test_markdown_escapes_pipes_and_keeps_a_named_index():

@@ -1,0 +1,179 @@
+"""Verdicts: what each step did to the ranking metric against its parent, decided rather than
+left to the reader: `helped`, `hurt`, `no practical difference` (inside a region of practical
+equivalence, the ROPE), `undecided (n=K)`, or `cannot act at this budget (why)`.
+
+The change is measured on runs paired by seed (same seed: same split, same initial stream),
+and its uncertainty has two parts, drawn and added:
+
+- training randomness: the posterior of the mean paired difference over seeds, Student's t
+  with n - 1 degrees of freedom (the Bayesian correlated t-test of Benavoli et al., JMLR
+  2017, as baycomp implements it, with no correlation between seeds); it needs two seeds a
+  side, and with two it is wide unless the two seeds agree;
+- the sample of validation images: the images both runs of a seed classified
+  (`val_correct.npy`, one byte an image), paired image by image, as the Bayesian bootstrap
+  (Rubin 1981) of their mean difference, drawn from its normal limit with the exact
+  variance sum((d - mean)^2) / (N (N + 1)), so a read-only command does not resample
+  10,000 images 4,000 times.
+
+The interval is the 2.5th and 97.5th percentiles of their sum, clipped to the metric's
+possible range; p is twice the smaller tail beyond zero; p (Holm) corrects it across the
+steps of one table (Holm 1979; the same figures as statsmodels' multipletests, checked by
+tests/unit/test_verdicts.py, without statsmodels' two seconds of import). A step is decided
+`helped` or `hurt` when its Holm-corrected p is under 0.05 and its whole interval lies beyond
+the ROPE on that side; `no practical difference` when its whole interval lies inside the
+ROPE. What the interval does not cover: the choice of the split (data.seed), the test set,
+and hardware nondeterminism beyond the seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+ROPE = 0.005  # +/- 0.5 percentage points of accuracy: smaller changes are no practical difference
+LEVEL = 0.95  # the intervals shown
+ALPHA = 0.05  # the family-wise error rate Holm's correction keeps across one table's steps
+DRAWS = 4000  # posterior draws: the interval's ends move by about 0.001 between seeds of the draws
+DRAW_SEED = 20241202  # fixed: the same runs give the same table
+MIN_SEEDS = 2  # a verdict needs two seeds a side: one seed says nothing of training randomness
+
+HELPED, HURT, SAME = "helped", "hurt", "no practical difference"
+CANNOT_ACT = "cannot act at this budget"
+
+
+@dataclass(frozen=True)
+class Change:
+    """A step's measured change of the metric (child minus parent) with its interval and p."""
+
+    mean: float
+    low: float
+    high: float
+    p: float
+    n: int  # seeds paired (or, unpaired, the smaller side's seeds)
+    covers: str  # "seeds and validation images", "seeds", "validation images (one seed)"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One step's verdict: its word, the change it rests on, the p corrected across the table."""
+
+    word: str
+    change: Optional[Change] = None
+    p_holm: Optional[float] = None
+
+    @property
+    def decided(self) -> bool:
+        return self.word in (HELPED, HURT, SAME)
+
+
+Correctness = Callable[[str], Optional[np.ndarray]]  # run id -> its val_correct bits, or None
+
+
+def measure(
+    child: dict[int, float],
+    parent: dict[int, float],
+    *,
+    correct: Optional[tuple[dict[int, np.ndarray], dict[int, np.ndarray]]] = None,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+) -> Optional[Change]:
+    """The change child - parent of a metric given per seed on each side. Seeds both sides
+    share are paired; without a shared seed the sides are compared unpaired. `correct`, the
+    per-image correctness of each side's runs by seed (accuracy only), adds the uncertainty of
+    the validation sample. None when there is nothing to compare."""
+    rng = np.random.default_rng(DRAW_SEED)
+    paired = sorted(set(child) & set(parent))
+    if paired:
+        differences = np.array([child[s] - parent[s] for s in paired])
+        mean, n = float(differences.mean()), len(paired)
+        seed_part = _mean_posterior(differences, rng) if n >= MIN_SEEDS else np.full(DRAWS, mean)
+    elif len(child) >= MIN_SEEDS and len(parent) >= MIN_SEEDS:
+        a, b = np.array(list(child.values())), np.array(list(parent.values()))
+        mean, n = float(a.mean() - b.mean()), min(len(a), len(b))
+        seed_part = _mean_posterior(a, rng) - _mean_posterior(b, rng)
+    else:
+        return None
+    data_part, covers = _data_part(paired, correct, rng)
+    if n < MIN_SEEDS:
+        covers = "validation images only (one seed)" if data_part is not None else "nothing (one seed)"
+    draws = seed_part + (data_part if data_part is not None else 0.0)
+    tail = 100 * (1 - LEVEL) / 2
+    low, high = (float(v) for v in np.percentile(draws, [tail, 100 - tail]))
+    p = min(1.0, max(2 * min(float(np.mean(draws <= 0)), float(np.mean(draws >= 0))), 1 / DRAWS))
+    low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Change(mean, min(low, mean), max(high, mean), p, n, covers)
+
+
+def _mean_posterior(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """DRAWS posterior draws of the mean of `values`: mean + sd / sqrt(n) * t(n - 1) (two or
+    more values; identical values give the mean itself)."""
+    n, sd = len(values), float(np.std(values, ddof=1))
+    return float(values.mean()) + sd / math.sqrt(n) * rng.standard_t(n - 1, DRAWS)
+
+
+def _data_part(paired: Sequence[int], correct, rng: np.random.Generator) -> tuple[Optional[np.ndarray], str]:
+    """Draws of the validation sample's noise in the paired difference (centred on 0), or
+    None where per-image correctness is missing on either side for a paired seed."""
+    if not paired or correct is None:
+        return None, "seeds"
+    child, parent = correct
+    rows = [(child.get(s), parent.get(s)) for s in paired]
+    if any(a is None or b is None or len(a) != len(b) for a, b in rows):
+        return None, "seeds"
+    per_image = np.mean([a.astype(float) - b.astype(float) for a, b in rows], axis=0)
+    count = len(per_image)
+    spread = math.sqrt(float(np.sum((per_image - per_image.mean()) ** 2)) / (count * (count + 1)))
+    return rng.normal(0.0, spread, DRAWS), "seeds and validation images"
+
+
+def holm(p_values: Sequence[Optional[float]]) -> list[Optional[float]]:
+    """Holm's step-down adjustment of the p-values given (None stays None): the k-th smallest
+    of m is multiplied by m - k + 1, then made monotone and capped at 1."""
+    present = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[Optional[float]] = [None] * len(p_values)
+    running, m = 0.0, len(present)
+    for rank, (p, index) in enumerate(present):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[index] = running
+    return adjusted
+
+
+def decide(change: Optional[Change], p_holm: Optional[float], *, rope: float, higher_is_better: bool) -> str:
+    """The word for one measured step, given its Holm-corrected p."""
+    if change is None:
+        return "undecided (n=0)"
+    if change.n < MIN_SEEDS or p_holm is None:
+        return f"undecided (n={change.n})"
+    better_low, better_high = (change.low, change.high) if higher_is_better else (-change.high, -change.low)
+    if p_holm < ALPHA and better_low > rope:
+        return HELPED
+    if p_holm < ALPHA and better_high < -rope:
+        return HURT
+    if -rope <= change.low and change.high <= rope:
+        return SAME
+    return f"undecided (n={change.n})"
+
+
+def verdicts(
+    changes: Sequence[Optional[Change]],
+    cannot_act: Sequence[Optional[str]],
+    *,
+    rope: float = ROPE,
+    higher_is_better: bool = True,
+) -> list[Verdict]:
+    """One verdict per step of a table: the steps that cannot act are said so (and left out
+    of the correction), the others decided on their Holm-corrected p."""
+    tested = [
+        c.p if c is not None and c.n >= MIN_SEEDS and reason is None else None for c, reason in zip(changes, cannot_act)
+    ]
+    corrected = holm(tested)
+    out = []
+    for change, reason, p_holm in zip(changes, cannot_act, corrected):
+        if reason is not None:
+            out.append(Verdict(f"{CANNOT_ACT} ({reason})", change))
+            continue
+        out.append(Verdict(decide(change, p_holm, rope=rope, higher_is_better=higher_is_better), change, p_holm))
+    return out

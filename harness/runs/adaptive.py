@@ -1,0 +1,101 @@
+"""`--seeds auto`: seeds spent where the answer is unclear. A step starts with two seeds (it
+and what it is compared with, paired); while its verdict is `undecided` one more seed is
+added to both, until it is decided (helped, hurt, no practical difference), cannot act at
+this budget, or has the most seeds allowed (--max-seeds, default 6). A fixed --seeds spends
+as much on a step whose effect is obvious after two seeds as on one that needs six."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+from harness.context import Context
+from harness.errors import HarnessError
+from harness.results.compare import metric_key
+from harness.results.evidence import RunIndex
+from harness.results.steps import judge
+from harness.results.verdicts import MIN_SEEDS, ROPE, Verdict
+
+AUTO = "auto"
+DEFAULT_MAX_SEEDS = 6  # past six seeds an undecided step is as good as decided: no practical difference is likely
+MAX_SEEDS_CAP = 1000  # as --seeds
+
+
+@dataclass(frozen=True)
+class SeedChoice:
+    """What --seeds asked for: a fixed list, or `auto` up to `auto_max` seeds a step."""
+
+    seeds: Optional[list[int]] = None
+    auto_max: Optional[int] = None
+
+    @property
+    def auto(self) -> bool:
+        return self.auto_max is not None
+
+    @property
+    def first(self) -> Optional[list[int]]:
+        """The seeds to start with: the list, or the two `auto` starts from."""
+        return list(range(MIN_SEEDS)) if self.auto else self.seeds
+
+
+def seed_choice(text: Optional[str], max_seeds: Optional[int] = None) -> SeedChoice:
+    """--seeds (a count, a list, or auto) and --max-seeds (auto only) as a SeedChoice."""
+    from harness.runs.runner import parse_seeds
+
+    if text is not None and text.strip().lower() == AUTO:
+        limit = DEFAULT_MAX_SEEDS if max_seeds is None else max_seeds
+        if not MIN_SEEDS <= limit <= MAX_SEEDS_CAP:
+            raise HarnessError(f"--max-seeds {limit}: use {MIN_SEEDS} to {MAX_SEEDS_CAP}")
+        return SeedChoice(auto_max=limit)
+    if max_seeds is not None:
+        raise HarnessError("--max-seeds goes with --seeds auto")
+    return SeedChoice(seeds=parse_seeds(text))
+
+
+def next_seeds(seeds: Sequence[int]) -> list[int]:
+    """The seeds with one more: the smallest one not yet used."""
+    extra = next(s for s in range(len(seeds) + 1) if s not in seeds)
+    return [*seeds, extra]
+
+
+def wants_more(verdict: Verdict, n: int, auto_max: int) -> bool:
+    """Whether a step's verdict asks for one more seed: still undecided, below the cap."""
+    return verdict.word.startswith("undecided") and n < auto_max
+
+
+def run_adaptive(
+    ctx: Context, name: str, overrides: Sequence[str], *, auto_max: int, force: bool = False, rope: float = ROPE
+):
+    """run-ablation NAME --seeds auto: NAME and its parent over two seeds, then one more seed
+    to both while NAME's verdict against its parent is undecided, up to auto_max. Returns
+    NAME's last outcome."""
+    from harness.entries.registry import Registry
+    from harness.runs.runner import run_ablation
+
+    parent = Registry(ctx.root).entry(name).parent
+    if parent is None:
+        ctx.echo(f"{name} has no parent to be compared with: --seeds auto runs {MIN_SEEDS} seeds")
+        return run_ablation(ctx, name, overrides, seeds=list(range(MIN_SEEDS)), force=force)
+    seeds = list(range(MIN_SEEDS))
+    key = metric_key("best_val_accuracy")
+    while True:
+        theirs = run_ablation(ctx, parent, overrides, seeds=seeds, force=force)
+        mine = run_ablation(ctx, name, overrides, seeds=seeds, force=force)
+        force = False  # forced once: the added seeds are new anyway
+        store = ctx.writable_store
+        index = RunIndex(store, mine.experiment_id)
+        pair = (index.evidence(store.get_run(mine.run_id), name), index.evidence(store.get_run(theirs.run_id), parent))
+        (verdict,) = judge(store, [pair], key, rope=rope)
+        ctx.echo(f"{name} against {parent} after {len(seeds)} seeds: {verdict.word}{_change(verdict)}")
+        if not wants_more(verdict, len(seeds), auto_max):
+            if verdict.word.startswith("undecided"):
+                ctx.echo(f"{name}: still undecided at --max-seeds {auto_max}")
+            return mine
+        seeds = next_seeds(seeds)
+        ctx.echo(f"--- one more seed for {name} and {parent}: {seeds[-1]}")
+
+
+def _change(verdict: Verdict) -> str:
+    c = verdict.change
+    return "" if c is None else f", change {c.mean:+.4f} [{c.low:+.4f}, {c.high:+.4f}]"
