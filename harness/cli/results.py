@@ -81,13 +81,19 @@ def select_final(
     subset: Optional[int] = SubsetOption,
     sets: Optional[list[str]] = CompareSetOption,
     epochs: Optional[int] = CompareEpochsOption,
+    allow_small: bool = typer.Option(
+        False, "--allow-small", help="Crown a pick compared over fewer than 3 seeds @champion (said in the output)."
+    ),
     tracking_uri: Optional[str] = TrackingOption,
 ) -> None:
-    """Pick the best entry on validation, test its model once, register it as @champion.
-    Candidates are the runs of the entries as written, unless --set/--epochs name others."""
+    """Pick the best entry on validation, test its model once, register it: @champion when
+    picked among the entries as written, on the whole data, over 3+ seeds each; else
+    @candidate. Candidates are the runs of the entries as written, unless --set/--epochs
+    name others."""
     from harness.runs.final import select
 
-    select(context(tracking_uri), scope(dataset, subset, metric, sets=sets, epochs=epochs), names)
+    chosen = scope(dataset, subset, metric, sets=sets, epochs=epochs)
+    select(context(tracking_uri), chosen, names, allow_small=allow_small)
 
 
 @app.command()

@@ -21,7 +21,9 @@ from harness.results.steps import higher_is_better
 from harness.results.tables import mean_over_seeds
 from harness.tracking.protocol import RunStore
 
-ALIAS = "champion"
+ALIAS = "champion"  # a pick at the entries' own settings, whole data, CHAMPION_SEEDS+ seeds each
+CANDIDATE = "candidate"  # any other pick: a smoke study, a subset, fewer seeds
+CHAMPION_SEEDS = 3  # fewer seeds than this decide too little to crown a model
 
 
 def registered_name(source: str) -> str:

@@ -16,9 +16,20 @@ from typing import Any, Optional
 import pandas as pd
 
 from harness.context import Context
+from harness.entries.settings import AS_WRITTEN
 from harness.errors import HarnessError
 from harness.results.compare import Scope, experiment_for
-from harness.results.selection import ALIAS, Pick, format_table, in_words, per_class_table, pick, registered_name
+from harness.results.selection import (
+    ALIAS,
+    CANDIDATE,
+    CHAMPION_SEEDS,
+    Pick,
+    format_table,
+    in_words,
+    per_class_table,
+    pick,
+    registered_name,
+)
 from harness.results.tables import mean_over_seeds
 from harness.tracking.names import Tag, run_link
 from harness.tracking.run_inputs import log_test_input
@@ -56,19 +67,39 @@ class Tested:
     class_names: list[str]
 
 
-def select(ctx: Context, scope: Scope, names: Optional[Sequence[str]] = None) -> Selection:
+def select(
+    ctx: Context, scope: Scope, names: Optional[Sequence[str]] = None, *, allow_small: bool = False
+) -> Selection:
     """Pick on validation (results.selection.pick), then test once, record and register. The
     store is opened for writing before the pick is announced: one that cannot be written
-    says so first."""
+    says so first. Only a pick at the entries' own settings, on the whole data, with at
+    least CHAMPION_SEEDS seeds for every entry compared (or allow_small: fewer seeds) becomes
+    @champion; any other registers as @candidate, its settings in the version's tags."""
     picked = pick(ctx, scope, names)  # reads only: a missing store is an error, not a new one
     store = ctx.writable_store
     ctx.echo(in_words(picked, scope.key))
-    return test_and_register(ctx, store, scope, picked)
+    alias, why = _alias_for(scope, picked, allow_small)
+    ctx.echo(f"registering as @{alias}: {why}")
+    return test_and_register(ctx, store, scope, picked, alias=alias)
 
 
-def test_and_register(ctx: Context, store: Store, scope: Scope, picked: Pick) -> Selection:
+def _alias_for(scope: Scope, picked: Pick, allow_small: bool) -> tuple[str, str]:
+    """@champion or @candidate, and why, in words."""
+    fewest = int(picked.candidates["n"].min()) if not picked.candidates.empty else 0
+    if picked.settings != AS_WRITTEN:
+        return CANDIDATE, f"picked among runs made with {picked.settings}, not the entries as written"
+    if scope.subset is not None:
+        return CANDIDATE, f"picked on a subset of {scope.subset} images, not the whole data"
+    if fewest < CHAMPION_SEEDS and not allow_small:
+        return CANDIDATE, f"an entry compared has {fewest} seed(s), fewer than {CHAMPION_SEEDS} (--allow-small)"
+    if fewest < CHAMPION_SEEDS:
+        return ALIAS, f"--allow-small: an entry compared has only {fewest} seed(s)"
+    return ALIAS, f"the entries as written, every one over {fewest}+ seeds"
+
+
+def test_and_register(ctx: Context, store: Store, scope: Scope, picked: Pick, *, alias: str = ALIAS) -> Selection:
     """The picked run's model tested once, recorded as a `final` run in `store`, registered
-    @champion."""
+    and pointed at by `alias` (the move said in one line)."""
     from harness.training.quiet import load_keras
 
     load_keras()
@@ -80,11 +111,13 @@ def test_and_register(ctx: Context, store: Store, scope: Scope, picked: Pick) ->
         with store.run(experiment_id, f"{picked.name} selected, tested", tags) as run:
             run_id = run.info.run_id
             _record(store, run_id, scope, picked, tested, folder)
-            model_name, version = _register(store, run_id, scope.source, tested)
+            model_name, version = _register(store, run_id, scope, picked, tested)
+            moved = _move_alias(store, model_name, alias, version, picked)
     ctx.echo(
         f"test accuracy {tested.evaluation.accuracy:.4f}, loss {tested.evaluation.loss:.4f}; registered "
-        f"{model_name} version {version} as @{ALIAS} (run {run_id})"
+        f"{model_name} version {version} (run {run_id})"
     )
+    ctx.echo(moved)
     ctx.echo(format_table(tested.table))
     ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, run_id)}")
     key, evidence = scope.key, picked.evidence
@@ -169,12 +202,13 @@ def _record(store: Store, run_id: str, scope: Scope, picked: Pick, tested: Teste
         store.log_artifact(run_id, folder / artifact)
 
 
-def _register(store: Store, run_id: str, source: str, tested: Tested) -> tuple[str, str]:
-    """Log the model to the final run, register it, point @champion at it: (name, version)."""
+def _register(store: Store, run_id: str, scope: Scope, picked: Pick, tested: Tested) -> tuple[str, str]:
+    """Log the model to the final run and register it, the version described and tagged so
+    that versions can be told apart: (name, version)."""
     import keras
     import mlflow
 
-    model_name = registered_name(source)
+    model_name = registered_name(scope.source)
     sample = tested.test.x[:4]
     signature = mlflow.models.infer_signature(sample, tested.model.predict(sample, verbose=0))
     quiet = contextlib.redirect_stderr(io.StringIO())  # MLflow prints "Successfully registered ..."
@@ -187,6 +221,41 @@ def _register(store: Store, run_id: str, source: str, tested: Tested) -> tuple[s
             pip_requirements=[f"keras=={keras.__version__}"],  # skips slow requirement inference
         )
     version = str(info.registered_model_version)
-    store.client.set_registered_model_alias(model_name, ALIAS, version)
-    store.client.set_tag(run_id, Tag.REGISTERED, f"{model_name} v{version} @{ALIAS}")
+    key, e = scope.key, picked.evidence
+    change = mean_over_seeds(e.mean(key), e.std(key), e.n(key))
+    tags = {
+        "entry": picked.name,
+        "settings": picked.settings,
+        "dataset": scope.experiment,
+        "dataset_fingerprint": e.members[0].dataset_fingerprint if e.members else "",
+        f"validation {key}": change,
+        "test_accuracy": f"{tested.evaluation.accuracy:.4f}",
+        "source_run": picked.source_run_id,
+        "final_run": run_id,
+    }
+    for name, value in tags.items():
+        store.client.set_model_version_tag(model_name, version, name, value)
+    description = (
+        f"{picked.name} ({picked.settings}) on {scope.experiment}: validation {key} {change}, "
+        f"test accuracy {tested.evaluation.accuracy:.4f}; trained in run {picked.source_run_id}, "
+        f"tested in run {run_id}."
+    )
+    store.client.update_model_version(model_name, version, description=description)
+    store.client.set_tag(run_id, Tag.REGISTERED, f"{model_name} version {version}")
     return model_name, version
+
+
+def _move_alias(store: Store, model_name: str, alias: str, version: str, picked: Pick) -> str:
+    """Point `alias` at the new version; the move in one line, with who held it before."""
+    import mlflow
+
+    try:
+        before = store.client.get_model_version_by_alias(model_name, alias)
+    except mlflow.exceptions.MlflowException:
+        before = None
+    store.client.set_registered_model_alias(model_name, alias, version)
+    now = f"v{version} ({picked.name}, {picked.settings})"
+    if before is None:
+        return f"@{alias}: {now}"
+    was = f"v{before.version} ({before.tags.get('entry', '?')}, {before.tags.get('settings', '?')})"
+    return f"@{alias}: {was} -> {now}"

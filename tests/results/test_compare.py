@@ -208,15 +208,19 @@ def test_ablate_cli_runs_variants_and_shows_contributions(study):
     assert list(table["status"]) == ["", "", ""]  # variants never stand in for the entry itself
 
 
-def test_select_tests_once_registers_champion_and_report_shows_it(study, tmp_path):
+def test_select_tests_once_registers_a_candidate_and_report_shows_it(study, tmp_path):
+    """Two seeds on a subset: registered, described and tagged, but @candidate, not @champion."""
     project, groups = study
     selection = select(quiet(project), SUBSET, ["tiny", "tiny_adam", "tiny_wide"])
     table = compare_table(quiet(project), SUBSET, ["tiny", "tiny_adam", "tiny_wide"]).frame
     best = table.sort_values("best_val_accuracy", ascending=False).iloc[0]
     assert selection.entry == best["entry"]
     client = MlflowClient(default_tracking_uri(project))
-    version = client.get_model_version_by_alias(selection.model_name, "champion")
+    version = client.get_model_version_by_alias(selection.model_name, "candidate")
     assert version.run_id == selection.final_run_id
+    assert version.tags["entry"] == selection.entry and version.tags["settings"] == "as written"
+    assert version.tags["test_accuracy"] == f"{selection.test_accuracy:.4f}" and "(n=2)" in version.description
+    assert not [a for a in client.get_registered_model(selection.model_name).aliases if a == "champion"]
     final = client.get_run(selection.final_run_id)
     assert final.data.tags["harness.kind"] == "final"
     assert final.data.tags["harness.source_run"] == selection.source_run_id
@@ -224,7 +228,7 @@ def test_select_tests_once_registers_champion_and_report_shows_it(study, tmp_pat
     assert list(selection.table.index[-3:]) == ["Accuracy", "Macro Avg", "Weighted Avg"]
     assert selection.table.loc["Macro Avg", "Support"] == 360
     with Store(project).fluent():
-        champion = mlflow.keras.load_model(f"models:/{selection.model_name}@champion")
+        champion = mlflow.keras.load_model(f"models:/{selection.model_name}@candidate")
     source_model = __import__("keras").saving.load_model(
         client.download_artifacts(selection.source_run_id, "model.keras", str(tmp_path)), safe_mode=True
     )
