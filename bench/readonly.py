@@ -66,7 +66,7 @@ def synthetic_runs(project: Path, count: int) -> int:
             }
             metrics = lambda: {
                 "best_val_accuracy": rng.uniform(0.1, 0.9),
-                "final_val_loss": rng.uniform(0.5, 2),  # noqa: E731
+                "best_val_loss": rng.uniform(0.5, 2),  # noqa: E731
                 "train_val_gap": rng.uniform(-0.1, 0.2),
                 "epochs_run": 1,
                 "train_seconds": 2.0,

@@ -35,10 +35,7 @@ if TYPE_CHECKING:
 ALIASES = {"val_accuracy": "best_val_accuracy", "val_loss": "best_val_loss"}
 CLAIM_FOR = {
     "best_val_accuracy": "val_accuracy",
-    "final_val_accuracy": "val_accuracy",
     "best_val_loss": "val_loss",
-    "final_val_loss": "val_loss",
-    "train_accuracy": "train_accuracy",
 }
 NOT_RUN = "not run"
 NOT_RUN_HERE = "not run with these settings"
@@ -299,7 +296,7 @@ def _row(
     row["delta_note"] = _why_no_change(found, parent_found, entry.parent, key)
     row["settings_label"] = found.settings if found is not None else ""
     for column, metric in (
-        ("val_loss", "final_val_loss"),
+        ("val_loss", "best_val_loss"),
         ("train_val_gap", "train_val_gap"),
         ("epochs", "epochs_run"),
         ("train_seconds", "train_seconds"),

@@ -166,7 +166,7 @@ def _tuning(store: RunStore, experiment_id: str, work: Path, link) -> Optional[S
                 "trials": int(metrics.get("trials", 0)),
                 "pruned": int(metrics.get("trials_pruned", 0)),
                 "epochs spent": int(metrics.get("epochs_spent", 0)),
-                "best value": f"{metrics['best_value']:.4f}" if "best_value" in metrics else "",
+                "best value": _best_value(metrics, tags),
                 "best params": ", ".join(f"{k}={_short(v)}" for k, v in best.items()),
             }
         )
@@ -179,6 +179,13 @@ def _tuning(store: RunStore, experiment_id: str, work: Path, link) -> Optional[S
                 images.append((f"{name}: {plot.removesuffix('.png').replace('_', ' ')}", path))
     text = "Optuna studies on this dataset (trial 0 of each is the entry itself)."
     return Section("Tuning", text, pd.DataFrame(rows), images, links)
+
+
+def _best_value(metrics: dict, tags: dict) -> str:
+    """A study run's best value: logged under best_<its metric> (best_val_accuracy ...)."""
+    metric = tags.get(Tag.METRIC, "val_accuracy")
+    value = metrics.get(f"best_{metric}")
+    return f"{value:.4f}" if value is not None else ""
 
 
 def _short(value: str) -> str:

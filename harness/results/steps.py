@@ -19,12 +19,10 @@ from harness.results.verdicts import ROPE, Change, Verdict, measure, verdicts
 from harness.tracking.names import VAL_CORRECT
 from harness.tracking.protocol import RunStore
 
-ACCURACY_KEYS = ("best_val_accuracy", "final_val_accuracy")  # what val_correct.npy counts
+ACCURACY_KEYS = ("best_val_accuracy",)  # what val_correct.npy counts
 BOUNDS = {  # a change of a metric in [0, 1] stays in [-1, 1]
     "best_val_accuracy": (-1.0, 1.0),
-    "final_val_accuracy": (-1.0, 1.0),
     "val_macro_f1": (-1.0, 1.0),
-    "train_accuracy": (-1.0, 1.0),
 }
 LOWER_IS_BETTER = ("loss", "gap", "seconds")  # parts of metric names where less is better
 

@@ -191,7 +191,7 @@ def _evaluate_and_record(
     evaluation = evaluate(start.model, planned.data.val, planned.data.class_names)
     GUARD.check()
     metrics = final_metrics(planned.spec, history, result, start.model.count_params())
-    metrics.update(evaluation.metrics("val", final=True))
+    metrics.update(evaluation.metrics("val", curves=True))
     store.log(run_id, metrics=metrics)
     _log_artifacts(store, run_id, planned, Trained(start.model, history, evaluation), options.save_model)
     GUARD.check()
@@ -219,13 +219,11 @@ def final_metrics(spec, history: dict[str, list[float]], result, param_count: in
     series = history.get(monitor) or history.get("val_accuracy") or [0.0]
     maximize = stop.mode == "max" if stop and stop.mode != "auto" else "acc" in monitor
     best = series.index(max(series) if maximize else min(series))
-    train_accuracy = history.get("accuracy", [0.0])[best]
+    train_accuracy = history.get("accuracy", [0.0])[best]  # at the best epoch: the gap's other side
     return {
         "best_val_accuracy": max(history.get("val_accuracy", [0.0])),
         "best_val_loss": min(history.get("val_loss", [math.inf])),
         "best_epoch": best + 1,
-        "train_accuracy": train_accuracy,
-        "train_loss": history.get("loss", [0.0])[best],
         "train_val_gap": train_accuracy - history.get("val_accuracy", [0.0])[best],
         "epochs_run": len(series),
         "param_count": param_count,

@@ -24,11 +24,14 @@ class Evaluation:
     report: dict  # the same, as scikit-learn's dict
     correct: np.ndarray  # one bool per image, in the split's order: paired comparisons of two runs
 
-    def metrics(self, prefix: str, final: bool = False) -> dict[str, float]:
-        """Flat metrics for tracking, e.g. val_macro_f1 and val_f1_cat. `final` names accuracy
-        and loss final_<prefix>_*, apart from the per-epoch curves of the same name."""
-        scalar = f"final_{prefix}" if final else prefix
-        out = {f"{scalar}_accuracy": self.accuracy, f"{scalar}_loss": self.loss, f"{prefix}_macro_f1": self.macro_f1}
+    def metrics(self, prefix: str, curves: bool = False) -> dict[str, float]:
+        """Flat metrics for tracking, e.g. val_macro_f1 and val_f1_cat, and <prefix>_accuracy
+        and _loss unless `curves` says the run logs those per epoch already (this evaluation
+        is the last epoch's, or the best one's where early stopping restored it: logging it
+        again would only repeat a value the curves hold)."""
+        out = {f"{prefix}_macro_f1": self.macro_f1}
+        if not curves:
+            out.update({f"{prefix}_accuracy": self.accuracy, f"{prefix}_loss": self.loss})
         out.update({f"{prefix}_f1_{metric_slug(name)}": value for name, value in self.per_class_f1.items()})
         return out
 

@@ -326,9 +326,8 @@ def _log_study(store: Store, study, outcome: StudyOutcome) -> None:
         "trials_failed": outcome.failed,
         "epochs_spent": outcome.epochs_spent,
     }
-    if outcome.best_value is not None:
-        metrics["best_value"] = outcome.best_value
-        metrics[f"best_{study.user_attrs.get('metric', 'val_accuracy')}"] = outcome.best_value  # ranks with runs
+    if outcome.best_value is not None:  # once, under the metric's name: it ranks with the runs
+        metrics[f"best_{study.user_attrs.get('metric', 'val_accuracy')}"] = outcome.best_value
     tags = {f"{Tag.BEST_PREFIX}{k}": v for k, v in outcome.best_params.items()}
     if outcome.best_value is not None:
         tags[Tag.BEST_TRIAL] = str(study.best_trial.number)

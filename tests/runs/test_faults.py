@@ -160,7 +160,7 @@ def test_a_deterministic_run_killed_and_resumed_logs_what_it_would_have(project)
         assert len(a) == len(b) == 5
         assert np.allclose(a, b, rtol=0, atol=1e-6), (key, a, b)
     assert _series(client, killed.info.run_id, "learning_rate") == pytest.approx(EXPECTED_LR)
-    assert killed.data.metrics["final_val_loss"] == pytest.approx(clean.data.metrics["final_val_loss"], abs=1e-6)
+    assert killed.data.metrics["best_val_loss"] == pytest.approx(clean.data.metrics["best_val_loss"], abs=1e-6)
 
 
 def test_without_determinism_a_resume_keeps_the_schedule_and_the_early_stopping_counters(project):

@@ -38,8 +38,10 @@ def test_welch_matches_scipy_and_needs_two_values_a_side():
 
 
 def test_a_group_logs_each_metric_with_its_spread():
-    logged = seed_statistics([{"best_val_accuracy": 0.5, "epochs_run": 3}, {"best_val_accuracy": 0.7}])
-    assert set(logged) == {f"best_val_accuracy{s}" for s in ("", "_std", "_n", "_ci_low", "_ci_high")}
+    logged = seed_statistics(
+        [{"best_val_accuracy": 0.5, "epochs_run": 3, "val_f1_3": 0.1}, {"best_val_accuracy": 0.7, "val_f1_3": 0.2}]
+    )
+    assert set(logged) == {f"best_val_accuracy{s}" for s in ("", "_std", "_n", "_ci_low", "_ci_high")}  # chosen only
     assert logged["best_val_accuracy"] == pytest.approx(0.6) and logged["best_val_accuracy_n"] == 2
     assert format_summary(logged, "best_val_accuracy") == "0.6000 +/- 0.1414 (n=2)"
     assert format_summary({"x": 0.25}, "x") == "0.2500 (n=1)"
