@@ -125,13 +125,18 @@ def test_a_worker_with_other_entries_is_refused(chain):
     assert first.returncode == 0 and "(not started)" in first.stdout
     started = run_cli(["study", "geo", "--seeds", "1"], chain)
     assert started.returncode == 0, started.stderr
+    trials = _trials(chain)
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]  # the cell, then the final steps
     write_entry(chain, "geo", GEO_CHAIN["geo"].replace("filters: 4", "filters: 6"))  # another commit's entry
     refused = run_cli(["study", "geo", "--seeds", "1"], chain)
     assert refused.returncode == 2 and "run every worker from the same commit" in refused.stderr
-    study = optuna.load_study(
-        study_name=next(s.study_name for s in optuna.get_all_study_summaries(_journal(chain))), storage=_journal(chain)
-    )
-    assert len(study.trials) == 1
+    assert _trials(chain) == trials  # the refused worker claimed nothing
+
+
+def _trials(project) -> list:
+    storage = _journal(project)
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage).trials
 
 
 def _journal(project):
