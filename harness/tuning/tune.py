@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -165,7 +166,7 @@ def _say_outcome(ctx: Context, outcome: StudyOutcome, metric: str, link: str) ->
         f"study {outcome.study_name}: {outcome.trials} trials ({outcome.complete} complete, {outcome.pruned} pruned, "
         f"{outcome.failed} failed), {outcome.epochs_spent} epochs spent; best {metric} {best}"
     )
-    ctx.echo(f"MLflow: {link}")
+    ctx.echo(f"study run: {link}")
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ class _Objective:
         trial.set_user_attr("pid", os.getpid())
         values = {d.key: _suggest(trial, d) for d in self.dimensions}
         self.started += 1
-        self.ctx.echo(f"trial {self.started}/{self.record.trials} (study trial {trial.number}): {_shown(values)}")
+        self.ctx.echo(f"trial {self.started} of {self.record.trials} (Optuna trial #{trial.number}): {_shown(values)}")
         resolved, metric = self.planned.resolved, self.record.metric
         overrides = [*resolved.overrides, *(f"{k}={yaml_scalar(v)}" for k, v in values.items())]
         trial_resolved = Registry(self.ctx.root).resolve(resolved.name, overrides)
@@ -238,7 +239,7 @@ class _Objective:
             raise
         trial.set_user_attr("mlflow_run_id", outcome.run_id)
         trial.set_user_attr("epochs", int(outcome.metrics["epochs_run"]))
-        value = float(outcome.metrics.get(f"best_{metric}", outcome.metrics[f"final_{metric}"]))
+        value = float(outcome.metrics[f"best_{metric}"])  # METRICS: every run logs best_val_accuracy and _loss
         self.ctx.echo(f"trial {trial.number}: {metric} {value:.4f}")
         return value
 
@@ -335,6 +336,7 @@ def _log_study(store: Store, study, outcome: StudyOutcome) -> None:
     with tempfile.TemporaryDirectory(prefix="harness-study-") as tmp:
         for path in study_plots(study, Path(tmp)):
             store.log_artifact(run_id, path)
+    store.client.set_terminated(run_id, "FINISHED", end_time=int(time.time() * 1000))  # spans its trials
 
 
 def study_plots(study, folder: Path) -> list[Path]:

@@ -93,6 +93,7 @@ def test_study_starts_with_the_entry_resumes_and_logs_child_runs(tunable):
     assert len(studies) == 1 and studies[0].info.run_id == first.study_run_id
     assert studies[0].info.status == "FINISHED"
     assert len(trials) == 3
+    assert studies[0].info.end_time >= max(r.info.end_time for r in trials)  # the study run spans its trials
     assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {first.study_run_id}
     assert sorted(int(r.data.tags["harness.trial"]) for r in trials) == [0, 1, 2]
     for run in trials:
