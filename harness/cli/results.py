@@ -69,6 +69,7 @@ def compare(
         note(line)
     used = "; ".join(f"{r.entry} {r.runs}" for r in result.comparison.frame.itertuples() if r.runs)
     note(f"runs used (latest finished per entry with these settings): {used}")
+    note(f"runs table: {result.comparison.runs_table}")
     if result.chart:
         note(f"chart: {result.chart}")
 

@@ -186,5 +186,5 @@ def study(
         target, tuple(overrides(sets, dataset, epochs)), tuple(choice.first), leave_one_out, auto_max=choice.auto_max
     )
     options = StudyOptions(storage, workers, worker, name, dry_run)
-    ctx = Context(find_root(), tracking_uri, echo=echo, verbose=0 if worker or workers > 1 else None)
+    ctx = Context(find_root(), tracking_uri, echo=echo, verbose=0)  # one line per cell, not Keras's bars
     run_study(ctx, plan_, options)

@@ -67,8 +67,6 @@ def check_port(host: str, port: int) -> None:
 
 def run_ui(ctx: Context, *, host: str, port: int, verbose: bool = False) -> int:
     """Print each dataset's runs table, then serve MLflow's UI until it stops."""
-    from harness.tracking.names import runs_link
-
     check_port(host, port)
     store = ctx.reader  # the local file read directly: the links print without importing MLflow
     experiments = [e for e in store.experiments() if e.name != "Default"]
@@ -88,16 +86,39 @@ def run_ui(ctx: Context, *, host: str, port: int, verbose: bool = False) -> int:
     ]
     base = f"http://{host}:{port}"
 
+    links = [line for experiment in experiments for line in _ui_links(store, experiment, base)]
+
     def ready() -> None:
-        ctx.echo(f"MLflow UI on {base} (Ctrl-C stops it). Runs tables, by dataset:")
-        for experiment in experiments:
-            ctx.echo(f"  {experiment.name}: {runs_link(store.uri, experiment.experiment_id, base)}")
-        if not experiments:
-            ctx.echo("  (no runs yet: harness run-ablation NAME)")
-        ctx.echo("Sort a runs table by best_val_accuracy to rank runs, groups and studies together;")
-        ctx.echo("tick two runs and Compare to see what differs.")
+        ctx.echo(f"MLflow UI on {base} (Ctrl-C stops it).")
+        for line in links or ["(no runs yet: harness run-ablation NAME)"]:
+            ctx.echo(f"  {line}")
+        ctx.echo("A runs table link opens its saved view: one settings set, best first; tick two")
+        ctx.echo("runs and Compare to see what differs.")
 
     return serve(ctx, command, (host, port), ready, None if verbose else paths.mlruns(ctx.root) / "ui.log")
+
+
+def _ui_links(store, experiment, base: str) -> list[str]:
+    """One dataset's links: its runs table (the view of its latest ranked run's settings),
+    its latest study run, the model its latest final run registered."""
+    from harness.tracking.names import Tag, model_link, run_link, table_link
+
+    experiment_id = experiment.experiment_id
+    ranked = store.runs(experiment_id, tags={Tag.RANKED: "yes"}, limit=1)
+    fingerprint = ranked[0].data.tags.get(Tag.SETTINGS_FINGERPRINT) if ranked else None
+    table = table_link(store.uri, experiment_id, fingerprint, store.experiment_tags(experiment_id), base)
+    settings = f" ({ranked[0].data.tags.get(Tag.SETTINGS, '')})" if ranked else ""
+    lines = [f"{experiment.name} runs table{settings}: {table}"]
+    studies = [r for kind in ("history", "study") for r in store.runs(experiment_id, tags={Tag.KIND: kind}, limit=1)]
+    if studies:
+        study = max(studies, key=lambda r: r.info.start_time)
+        link = run_link(store.uri, experiment_id, study.info.run_id, base)
+        lines.append(f"latest study run ({study.info.run_name}): {link}")
+    for final in store.runs(experiment_id, tags={Tag.KIND: "final"}, limit=1):
+        name, _, version = final.data.tags.get(Tag.REGISTERED, "").partition(" version ")
+        if version:
+            lines.append(f"registered model {name} (latest v{version}): {model_link(store.uri, name, base=base)}")
+    return lines
 
 
 def run_dashboard(ctx: Context, storage: Optional[str], *, host: str, port: int, verbose: bool = False) -> int:

@@ -27,7 +27,7 @@ from harness.results import tables
 from harness.results.evidence import Evidence, RunIndex
 from harness.results.steps import judge
 from harness.results.verdicts import MIN_SEEDS, ROPE, Change
-from harness.tracking.names import experiment_name
+from harness.tracking.names import experiment_name, table_link
 
 if TYPE_CHECKING:
     from harness.tracking.protocol import RunStore
@@ -74,6 +74,7 @@ class Comparison:
     evidence: dict[str, Optional[Evidence]]
     settings: str
     notes: list[str] = field(default_factory=list)
+    runs_table: str = ""  # a link to MLflow's runs table of these settings
 
     def caption(self, scope: Scope) -> str:
         return f"{scope.experiment}; settings: {self.settings}; metric: {scope.key}"
@@ -156,7 +157,13 @@ def compare_table(
     fingerprint, label = chosen_settings(index, scope, order)
     pinned = dict(scope.pinned)
     evidence = {name: index.pinned_or_latest(name, fingerprint, pinned) for name in order}
-    comparison = Comparison(pd.DataFrame(), evidence, label)
+    experiment_id = index.experiment_id
+    comparison = Comparison(
+        pd.DataFrame(),
+        evidence,
+        label,
+        runs_table=table_link(store.uri, experiment_id, fingerprint, store.experiment_tags(experiment_id)),
+    )
     if all(found is None for found in evidence.values()):
         others = sorted({s for name in order for s in index.other_settings(name, fingerprint)})
         hint = f"; runs exist with: {'; '.join(others)}" if others else ""

@@ -137,7 +137,7 @@ def _leave_one_out(store: RunStore, experiment_id: str, work: Path, link) -> Opt
         return None
     path = _download(store, run.info.run_id, "forest.png", work)
     table_path = _download(store, run.info.run_id, "leave_one_out.csv", work)
-    table = pd.read_csv(table_path).fillna("") if table_path else None
+    table = _readable_leave_one_out(pd.read_csv(table_path)) if table_path else None
     text = (
         f"What each step contributes to {run.data.tags.get(Tag.ENTRY)}: the entry against the entry with that one "
         "step's changes put back to its parent's values (full minus without), over the same seeds."
@@ -149,6 +149,16 @@ def _leave_one_out(store: RunStore, experiment_id: str, work: Path, link) -> Opt
         [("Contribution of each step", path)] if path else [],
         [(run.info.run_name, link(run.info.run_id))],
     )
+
+
+def _readable_leave_one_out(raw: pd.DataFrame) -> pd.DataFrame:
+    """The recorded table as the terminal shows it (4 decimals, intervals, no run ids); a
+    table of unknown columns as it is."""
+    key = "best_val_accuracy"
+    needed = {"variant", "verdict", "contribution", "ci_low", "ci_high", key, "std", "n", "p_holm", "p_value", "note"}
+    if not needed <= set(raw.columns):
+        return raw.fillna("")
+    return tables.leave_one_out(raw.astype({"note": str, "verdict": str}).replace("nan", ""), key)
 
 
 def _tuning(store: RunStore, experiment_id: str, work: Path, link) -> Optional[Section]:

@@ -113,13 +113,14 @@ def test_and_register(ctx: Context, store: Store, scope: Scope, picked: Pick, *,
             _record(store, run_id, scope, picked, tested, folder)
             model_name, version = _register(store, run_id, scope, picked, tested)
             moved = _move_alias(store, model_name, alias, version, picked)
+            store.log(run_id, tags={Tag.REGISTERED_AS: alias})
     ctx.echo(
         f"test accuracy {tested.evaluation.accuracy:.4f}, loss {tested.evaluation.loss:.4f}; registered "
         f"{model_name} version {version} (run {run_id})"
     )
     ctx.echo(moved)
     ctx.echo(format_table(tested.table))
-    ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, run_id)}")
+    ctx.echo(f"final run: {run_link(store.uri, experiment_id, run_id)}")
     key, evidence = scope.key, picked.evidence
     return Selection(
         entry=picked.name,

@@ -15,7 +15,7 @@ from harness.entries.diffs import Diff, diff_against_parent
 from harness.entries.registry import Registry, Resolved
 from harness.errors import HarnessError
 from harness.interrupts import GUARD
-from harness.tracking.names import Tag, experiment_name
+from harness.tracking.names import RANKED_KINDS, Tag, experiment_name
 from harness.training import geometry
 
 
@@ -81,6 +81,7 @@ def run_tags(planned: Planned, kind: str, root: Path, settings: Sequence[str] = 
         Tag.PARENT: r.parent or "",
         Tag.CHAIN: " > ".join(r.chain),
         Tag.KIND: kind,
+        **({Tag.RANKED: "yes"} if kind in RANKED_KINDS else {}),
         Tag.STEP: step_label(r),
         Tag.SPEC_FINGERPRINT: r.fingerprint(),
         Tag.DATASET_FINGERPRINT: planned.data.fingerprint,

@@ -20,7 +20,7 @@ from harness.interrupts import GUARD
 from harness.locks import exclusive
 from harness.results.stats import format_summary, seed_statistics
 from harness.runs.planning import Planned, plan, run_tags
-from harness.runs.tracked_run import Outcome, RunOptions, log_group_curves, tracked_fit
+from harness.runs.tracked_run import Outcome, RunOptions, log_group_curves, silent, tracked_fit
 from harness.tracking.names import Tag, run_link
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def run_ablation(
         settings=tuple(overrides),
     )
     outcome = run_once(ctx, planned, options, force=force)
-    ctx.echo(f"MLflow: {run_link(ctx.store_uri, outcome.experiment_id, outcome.run_id)}")
+    ctx.echo(f"run: {run_link(ctx.store_uri, outcome.experiment_id, outcome.run_id)}")
     return outcome
 
 
@@ -110,7 +110,7 @@ def run_once(ctx: Context, planned: Planned, options: RunOptions, *, force: bool
         experiment_id = ctx.reader.experiment_id(planned.experiment)
         done = experiment_id and _finished(ctx.reader, experiment_id, identity, options.variant)
         if done:
-            return _already_done(ctx, planned, done, experiment_id)
+            return _already_done(ctx, planned, done, experiment_id, quiet=options.quiet)
     store = ctx.writable_store
     experiment_id = store.ensure_experiment(planned.experiment)
     lock = paths.run_lock(ctx.root, f"{r.fingerprint()}-{planned.data.fingerprint}")
@@ -121,15 +121,15 @@ def run_once(ctx: Context, planned: Planned, options: RunOptions, *, force: bool
         if not force:
             done = _finished(store, experiment_id, identity, options.variant)
             if done is not None:
-                return _already_done(ctx, planned, done, experiment_id)
+                return _already_done(ctx, planned, done, experiment_id, quiet=options.quiet)
         resume = None if force else _resumable(ctx, experiment_id, identity, options.variant)
         return tracked_fit(ctx, planned, options, resume_run_id=resume)
 
 
-def _already_done(ctx: Context, planned: Planned, done, experiment_id: str) -> Outcome:
+def _already_done(ctx: Context, planned: Planned, done, experiment_id: str, *, quiet: bool) -> Outcome:
     fingerprint = planned.resolved.fingerprint()
     other = _record_alias(ctx, done, planned.resolved.name)
-    ctx.echo(
+    (silent if quiet else ctx.echo)(
         f"{planned.resolved.name}: already done in run {done.info.run_id}"
         + (f" of {other}" if other else "")
         + f" (same spec {fingerprint} and data {planned.data.fingerprint}); --force runs it again"
@@ -200,7 +200,7 @@ def _run_group(
                 other = _record_alias(ctx, done, r.name)
                 where = f"group run {done.info.run_id}" + (f" of {other}" if other else "")
                 ctx.echo(f"{r.name}: seeds {seeds} already done in {where}; --force runs them again")
-                ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, done.info.run_id)}")
+                ctx.echo(f"group run: {run_link(store.uri, experiment_id, done.info.run_id)}")
                 metrics = dict(done.data.metrics)
                 return Outcome(done.info.run_id, experiment_id, "FINISHED", skipped=True, metrics=metrics)
         for seeded in per_seed:
@@ -230,7 +230,7 @@ def _record_group(
         store.log(group_id, metrics=stats)
         log_group_curves(store, group_id, [c.run_id for c in children], f"{title} on {planned.data.source}")
     ctx.echo(f"{r.name}: best val_accuracy {format_summary(stats, 'best_val_accuracy')}  (group run {group_id})")
-    ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, group_id)}")
+    ctx.echo(f"group run: {run_link(store.uri, experiment_id, group_id)}")
     return Outcome(group_id, experiment_id, "FINISHED", metrics=stats, children=children)
 
 

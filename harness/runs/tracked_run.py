@@ -47,6 +47,7 @@ class RunOptions:
     save_model: bool = True
     checkpoints: bool = True
     settings: tuple[str, ...] = ()  # the user's overrides apart from the entry (settings.py)
+    quiet: bool = False  # a study's cell: the study says in one line what it did, the run says nothing
 
 
 @dataclass
@@ -99,12 +100,13 @@ def tracked_fit(ctx: Context, planned: Planned, options: RunOptions, resume_run_
         run_id = run.info.run_id
         if start.resume_run_id is None:
             _log_start(ctx, run_id, planned, warning)
-        _say_start(ctx, planned, run_id, start)
+        say = silent if options.quiet else ctx.echo
+        say(_start_line(planned, run_id, start))
         result = _fit(ctx, planned, options, run_id, start)
-        ctx.echo(f"{r.name}: evaluating {len(planned.data.val)} validation images, writing the model and artifacts")
+        say(f"{r.name}: evaluating {len(planned.data.val)} validation images, writing the model and artifacts")
         metrics = _evaluate_and_record(store, run_id, planned, options, start, result)
     shutil.rmtree(paths.backup_dir(ctx.root, run_id), ignore_errors=True)
-    ctx.echo(_summary(r.name, run_id, metrics))
+    say(_summary(r.name, run_id, metrics))
     return Outcome(run_id, experiment_id, "FINISHED", resumed_from_epoch=start.epochs_done, metrics=metrics)
 
 
@@ -145,13 +147,18 @@ def _log_start(ctx: Context, run_id: str, planned: Planned, warning: Optional[st
     log_dataset_inputs(store.client, run_id, planned.data)
 
 
-def _say_start(ctx: Context, planned: Planned, run_id: str, start: Start) -> None:
+def silent(_line: str) -> None:
+    """An echo that prints nothing (RunOptions.quiet)."""
+
+
+def _start_line(planned: Planned, run_id: str, start: Start) -> str:
     r, data = planned.resolved, planned.data
     resuming = start.resume_run_id is not None
-    ctx.echo(
+    epochs = planned.spec.training.epochs
+    return (
         f"{'resuming' if resuming else 'training'} {r.name} [{' > '.join(r.chain[-3:])}] on "
         f"{data.source}: {len(data.train)} train / {len(data.val)} val images, "
-        f"up to {planned.spec.training.epochs} epochs -> MLflow run {run_id}"
+        f"up to {epochs} epoch{'s' if epochs != 1 else ''} -> MLflow run {run_id}"
         + (f" (from epoch {start.epochs_done + 1})" if resuming else "")
     )
 

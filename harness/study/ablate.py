@@ -30,7 +30,7 @@ from harness.results.steps import judge
 from harness.results.verdicts import ROPE
 from harness.runs import runner
 from harness.runs.adaptive import SeedChoice, next_seeds
-from harness.study.leave_one_out import Variant, leave_one_out
+from harness.study.leave_one_out import Variant, leave_one_out, variant_title
 from harness.tracking.names import Tag, run_link
 from harness.tracking.protocol import RunStore
 from harness.training.geometry import CannotBuild
@@ -76,7 +76,7 @@ def run_leave_one_out(
     full, full_evidence = _run_full(ctx, name, overrides, choice.first, force)
     try:
         for number, variant in enumerate(runnable, start=1):
-            ctx.echo(f"variant {number}/{len(runnable)}: {name} without {variant.step}")
+            ctx.echo(f"variant {number}/{len(runnable)}: {variant_title(name, variant.step)}")
             ran[variant.step] = _run_variant(ctx, name, overrides, variant, seeds=seeds_of[variant.step], force=force)
         while choice.auto:
             rows = _rows(ctx, name, variants, full_evidence, ran, key)
@@ -148,7 +148,7 @@ def _run_variant(
 
 
 def _no_result(ctx: Context, name: str, variant: Variant, note: str) -> tuple[None, str]:
-    ctx.echo(f"{name} without {variant.step}: {note}")
+    ctx.echo(f"{variant_title(name, variant.step)}: {note}")
     return None, note
 
 
@@ -157,7 +157,7 @@ def ablation_row(
 ) -> dict[str, Any]:
     """One row: the variant's metric over seeds; its contribution (full minus without) and
     verdict come from judge_rows, across the whole table."""
-    row: dict[str, Any] = {"variant": name if step == "(all steps)" else f"{name} without {step}", "step": step}
+    row: dict[str, Any] = {"variant": name if step == "(all steps)" else variant_title(name, step), "step": step}
     row.update({key: None, "std": None, "n": 0, "verdict": "", "contribution": None, "ci_low": None, "ci_high": None})
     row.update({"p_value": None, "p_holm": None, "note": note, "runs": "", "_pair": (full, evidence)})
     if evidence is None:
@@ -248,7 +248,7 @@ def record(
             store.client.log_artifacts(run.info.run_id, str(folder))
         if chart is not None:
             plots.forest(rows, key, missing, chart)
-    ctx.echo(f"MLflow: {run_link(store.uri, experiment_id, run.info.run_id)}")
+    ctx.echo(f"leave-one-out run: {run_link(store.uri, experiment_id, run.info.run_id)}")
     return run.info.run_id
 
 

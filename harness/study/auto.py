@@ -97,7 +97,7 @@ def _cell(registry: Registry, plan_: StudyPlan, recorded: list[dict], group: str
     """A new cell of `group` (an entry, or the target without a step) for `seed`."""
     like = Cell.from_attrs(next(c for c in recorded if _group_of(c) == group))
     resolved = registry.resolve(like.entry, [*plan_.overrides, *like.variant_overrides, f"training.seed={seed}"])
-    return Cell(like.entry, seed, like.variant, like.variant_overrides, resolved.fingerprint())
+    return Cell(like.entry, seed, like.variant, like.variant_overrides, resolved.fingerprint(), like.cost)
 
 
 def _group_of(attrs: dict) -> str:

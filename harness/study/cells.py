@@ -13,7 +13,7 @@ from typing import Optional
 from harness.entries import settings as run_settings
 from harness.entries.registry import Registry
 from harness.errors import HarnessError
-from harness.study.leave_one_out import leave_one_out
+from harness.study.leave_one_out import leave_one_out, variant_title
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Cell:
     variant: Optional[str] = None  # "without adam"
     variant_overrides: tuple[str, ...] = ()
     fingerprint: str = ""  # of the resolved spec, seed included
+    cost: float = 0.0  # its work: multiply-adds per image x images x epochs (0: unknown, a backbone)
 
     @property
     def group(self) -> str:
@@ -33,7 +34,9 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return f"{self.group} seed {self.seed}"
+        """As one reads it: 'adam seed 0', 'final without adam seed 1', 'final without its own step seed 0'."""
+        shown = variant_title(self.entry, self.variant.removeprefix("without ")) if self.variant else self.entry
+        return f"{shown} seed {self.seed}"
 
     def to_attrs(self, index: int) -> dict:
         """As the user attributes of its Optuna trial (JSON)."""
@@ -47,6 +50,7 @@ class Cell:
             attrs.get("variant"),
             tuple(attrs.get("variant_overrides") or ()),
             attrs.get("fingerprint", ""),
+            float(attrs.get("cost") or 0.0),
         )
 
 

@@ -26,7 +26,7 @@ from harness.study import ablate as loo
 from harness.study.cells import StudyPlan
 from harness.study.leave_one_out import leave_one_out
 from harness.study.queue import CANNOT_BUILD, FINAL_DONE, GROUPS, HISTORY_RUN, finish_groups
-from harness.tracking.names import Tag, run_link
+from harness.tracking.names import Tag, model_link, run_link
 
 METRIC = "best_val_accuracy"
 
@@ -65,15 +65,26 @@ def finalize(ctx: Context, study, plan_: StudyPlan, first) -> None:
     build_report(ctx, scope, out, "html")
     store.log_artifact(history_run, out)
     store.client.set_terminated(history_run, "FINISHED")
-    registered = store.get_run(final_run_id).data.tags.get(Tag.REGISTERED, "")
     links = [
         f"study run: {run_link(store.uri, experiment_id, history_run)}",
+        f"runs table: {comparison.runs_table}",
         f"report: {out}",
-        f"final run: {run_link(store.uri, experiment_id, final_run_id)}" + (f" ({registered})" if registered else ""),
+        *_model_links(store, experiment_id, final_run_id),
     ]
     study.set_user_attr(FINAL_DONE, {"by": f"{socket.gethostname()}:{os.getpid()}", "links": links})
     for line in links:
         ctx.echo(line)
+
+
+def _model_links(store, experiment_id: str, final_run_id: str) -> list[str]:
+    """The registered version, labelled by the alias it was given (champion: or
+    candidate:); the final run that tested it where no version was registered."""
+    tags = store.get_run(final_run_id).data.tags
+    name, _, version = tags.get(Tag.REGISTERED, "").partition(" version ")
+    if not version:
+        return [f"final run: {run_link(store.uri, experiment_id, final_run_id)}"]
+    label = tags.get(Tag.REGISTERED_AS, "registered")
+    return [f"{label}: {model_link(store.uri, name, version)} ({name} v{version})"]
 
 
 def _record_verdicts(store, history_run: str, comparison, scope: Scope, target: str) -> None:
@@ -95,7 +106,7 @@ def _record_verdicts(store, history_run: str, comparison, scope: Scope, target: 
     with tempfile.TemporaryDirectory(prefix="harness-study-") as tmp:
         folder = Path(tmp)
         (folder / "verdicts.md").write_text(document)
-        frame.to_csv(folder / "history.csv", index=False)
+        frame.to_csv(folder / "history.csv", index=False, float_format="%.6g")  # 0.2, not 0.20000000000000007
         chart(frame, METRIC, folder / "waterfall.png")
         store.client.log_artifacts(history_run, str(folder))
     store.log(history_run, metrics=metrics, tags={"mlflow.note.content": document[:4900]})

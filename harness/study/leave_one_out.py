@@ -38,6 +38,12 @@ class Variant:
         return f"reverts {', '.join(self.reverted)}{note}"
 
 
+def variant_title(target: str, step: str) -> str:
+    """A variant as one reads it: 'final without adam'; 'final without its own step' for the
+    variant that reverts the target's own changes."""
+    return f"{target} without its own step" if step == target else f"{target} without {step}"
+
+
 def leave_one_out(registry: Registry, name: str, overrides: list[str]) -> list[Variant]:
     """One variant per step of the chain (the root compared with defaults is skipped)."""
     target = registry.resolve(name, overrides)

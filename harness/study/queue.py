@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import optuna
@@ -48,24 +48,47 @@ RETRY_OF = "retry_of"  # user attribute of a trial queued again for an interrupt
 
 @dataclass
 class Progress:
-    """Counts for the running total line."""
+    """Counts for the running total line, and the time left: each cell waiting weighted by
+    its cost (Cell.cost), at the pace this worker measured (seconds per unit of cost)."""
 
     total: int  # cells planned when the count began (a study with --seeds auto may add more)
     started: float = field(default_factory=time.monotonic)
-    trained: list[float] = field(default_factory=list)  # seconds of the cells this worker trained
+    trained: list[tuple[float, float]] = field(default_factory=list)  # (seconds, cost) of the cells trained here
 
     def line(self, study) -> str:
         self.total = max(self.total, len(study.user_attrs.get(CELLS, [])))
-        states = [t.state for t in _live(study) if "cell" in t.user_attrs]
-        done = sum(s in (TrialState.COMPLETE, TrialState.FAIL) for s in states)
-        running = states.count(TrialState.RUNNING)
-        left = self.total - done - running
+        cells = [t for t in _live(study) if "cell" in t.user_attrs]
+        done = sum(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in cells)
+        running = [t for t in cells if t.state == TrialState.RUNNING]
+        waiting = [t for t in cells if t.state == TrialState.WAITING]
         elapsed = time.monotonic() - self.started
-        eta = ""
-        if self.trained and left + running:
-            per_cell = sum(self.trained) / len(self.trained)
-            eta = f", about {_duration(per_cell * (left + running / 2))} left for one worker"
-        return f"cells: {done}/{self.total} done, {running} running, {left} waiting; {_duration(elapsed)} elapsed{eta}"
+        left = self.seconds_left(
+            [t.user_attrs.get("cost") for t in waiting], [t.user_attrs.get("cost") for t in running]
+        )
+        eta = f", about {_duration(left)} left for one worker" if left else ""
+        return (
+            f"cells: {done}/{self.total} done, {len(running)} running, {self.total - done - len(running)} waiting; "
+            f"{_duration(elapsed)} elapsed{eta}"
+        )
+
+    def seconds_left(self, waiting: list, running: list) -> float:
+        """The cells' costs at the measured pace (a running cell counts half); a cell of
+        unknown cost, or any before a cell of known cost has trained, at the mean time per cell."""
+        if not self.trained:
+            return 0.0
+        measured = self.trained[1:] or self.trained  # the first cell also paid TensorFlow's start-up
+        per_cell = sum(s for s, _ in measured) / len(measured)
+        known = [(s, c) for s, c in measured if c]
+        pace = sum(s for s, _ in known) / sum(c for _, c in known) if known else None
+
+        def seconds(cost) -> float:
+            return pace * float(cost) if pace is not None and cost else per_cell
+
+        return sum(seconds(c) for c in waiting) + sum(seconds(c) for c in running) / 2
+
+
+def _costs(trials) -> list[Optional[float]]:
+    return [t.user_attrs.get("cost") for t in trials]
 
 
 def _duration(seconds: float) -> str:
@@ -78,7 +101,7 @@ def open_study(ctx: Context, plan_: StudyPlan, storage_url: Optional[str], name:
     enqueued, its MLflow runs made), or joined; a worker whose specs differ is refused."""
     registry = Registry(ctx.root)
     first = plan(registry, plan_.target, list(plan_.overrides))  # data loaded and checked once
-    cells, unbuildable = buildable_cells(registry, plan_, first.data.input_shape)
+    cells, unbuildable = buildable_cells(registry, plan_, first.data)
     for group, reason in unbuildable.items():
         ctx.echo(f"{group}: {reason} (not a cell of the study)")
     storage, label = open_storage(ctx.root, storage_url)
@@ -95,11 +118,13 @@ def open_study(ctx: Context, plan_: StudyPlan, storage_url: Optional[str], name:
     return study, storage, cells, first
 
 
-def buildable_cells(registry: Registry, plan_: StudyPlan, input_shape) -> tuple[list[Cell], dict[str, str]]:
-    """The study's cells whose model can be built on the data, and why the others cannot (a
-    leave-one-out variant of a padding step, say): those are rows with a reason, not runs."""
-    from harness.training.geometry import check
+def buildable_cells(registry: Registry, plan_: StudyPlan, data) -> tuple[list[Cell], dict[str, str]]:
+    """The study's cells whose model can be built on the data, each with its cost (what the
+    time left is weighted by), and why the others cannot (a leave-one-out variant of a
+    padding step, say): those are rows with a reason, not runs."""
+    from harness.training.geometry import check, multiply_adds
 
+    input_shape = data.input_shape
     kept, unbuildable = [], {}
     for cell in plan_cells(registry, plan_):
         if cell.group in unbuildable:
@@ -110,7 +135,8 @@ def buildable_cells(registry: Registry, plan_: StudyPlan, input_shape) -> tuple[
         except CannotBuild as exc:
             unbuildable[cell.group] = str(exc)
             continue
-        kept.append(cell)
+        per_image = multiply_adds(resolved.spec.model, input_shape, len(data.class_names)) or 0
+        kept.append(replace(cell, cost=float(per_image * len(data.train) * resolved.spec.training.epochs)))
     return kept, unbuildable
 
 
@@ -127,30 +153,49 @@ def _create(ctx: Context, study, cells: list[Cell], *, first: Planned, settings:
     tags.update({Tag.STUDY: study.study_name, Tag.CELLS: str(len(cells))})
     with store.run(experiment_id, f"{first.resolved.name} study", tags, ends="SCHEDULED") as history:
         log_dataset_inputs(store.client, history.info.run_id, first.data)
-    groups: dict[str, str] = {}
-    registry = Registry(ctx.root)
-    for cell in cells:
-        if cell.group in groups:
-            continue
-        resolved = registry.resolve(cell.entry, [*settings, *cell.variant_overrides])
-        kind = "variant" if cell.variant else "group"
-        group_tags = run_tags(Planned(resolved, first.diff, first.data), kind, ctx.root, settings)
-        del group_tags[Tag.SEED]
-        group_tags[Tag.STUDY] = study.study_name
-        if cell.variant:
-            group_tags[Tag.VARIANT] = cell.variant
-        seeds = sorted({c.seed for c in cells if c.group == cell.group})
-        group_tags[Tag.SEEDS] = ",".join(map(str, seeds))
-        name = f"{cell.group} x{len(seeds)} seeds"
-        with store.run(experiment_id, name, group_tags, history.info.run_id, ends="SCHEDULED") as run:
-            store.log(run.info.run_id, params={k: v for k, v in resolved.flat().items() if k != "training.seed"})
-            log_dataset_inputs(store.client, run.info.run_id, first.data)
-        groups[cell.group] = run.info.run_id
     for index, cell in enumerate(cells):
         study.enqueue_trial({}, user_attrs=cell.to_attrs(index))
     study.set_user_attr(HISTORY_RUN, history.info.run_id)
-    study.set_user_attr(GROUPS, groups)
+    study.set_user_attr(GROUPS, {})  # each made when its first cell starts (group_run)
     study.set_user_attr(CELLS, [cell.to_attrs(i) for i, cell in enumerate(cells)])
+
+
+def group_run(ctx: Context, study, storage, cell: Cell, planned: Planned, settings: tuple[str, ...]) -> str:
+    """The run of the cell's seed group, made (under the study's lock: once, whichever
+    worker comes first) when its first cell starts, so that its start and end span its
+    cells' training rather than the whole study's."""
+    found = study.user_attrs.get(GROUPS, {}).get(cell.group)
+    if found:
+        return found
+    with study_lock(ctx.root, storage, study.study_name):
+        groups = dict(study.user_attrs.get(GROUPS, {}))
+        if cell.group not in groups:
+            groups[cell.group] = _make_group(ctx, study, cell, planned, settings)
+            study.set_user_attr(GROUPS, groups)
+    return groups[cell.group]
+
+
+def _make_group(ctx: Context, study, cell: Cell, planned: Planned, settings: tuple[str, ...]) -> str:
+    """A seed group's run under the study run, SCHEDULED until its cells end (finish_groups)."""
+    from harness.runs.planning import run_tags
+    from harness.tracking.run_inputs import log_dataset_inputs
+
+    store = ctx.writable_store
+    history = study.user_attrs[HISTORY_RUN]
+    experiment_id = store.get_run(history).info.experiment_id
+    resolved = Registry(ctx.root).resolve(cell.entry, [*settings, *cell.variant_overrides])
+    kind = "variant" if cell.variant else "group"
+    tags = run_tags(Planned(resolved, planned.diff, planned.data), kind, ctx.root, settings)
+    del tags[Tag.SEED]
+    tags[Tag.STUDY] = study.study_name
+    if cell.variant:
+        tags[Tag.VARIANT] = cell.variant
+    seeds = sorted({int(c["seed"]) for c in study.user_attrs.get(CELLS, []) if Cell.from_attrs(c).group == cell.group})
+    tags[Tag.SEEDS] = ",".join(map(str, seeds))
+    with store.run(experiment_id, f"{cell.group} x{len(seeds)} seeds", tags, history, ends="SCHEDULED") as run:
+        store.log(run.info.run_id, params={k: v for k, v in resolved.flat().items() if k != "training.seed"})
+        log_dataset_inputs(store.client, run.info.run_id, planned.data)
+    return run.info.run_id
 
 
 def claim(study, storage):
@@ -178,11 +223,10 @@ def run_cell(ctx: Context, study, trial, *, storage, settings: tuple[str, ...], 
     """Train the trial's cell as a seed run of its group; 1 if this worker trained it, 0 if
     it was reused or failed (its reason kept on the trial). Ctrl-C queues it again."""
     cell = Cell.from_attrs(trial.user_attrs)
-    groups = study.user_attrs[GROUPS]
     started = time.monotonic()
     with heartbeat(storage, trial), requeued_on_interrupt(study, trial):
         try:
-            outcome = _train(ctx, cell, groups[cell.group], settings)
+            outcome = _train(ctx, study, storage, cell, settings)
         except (CannotBuild, RunFailed, HarnessError) as exc:
             trial.set_user_attr("reason", str(exc)[:500])
             study.tell(trial, state=TrialState.FAIL)
@@ -194,18 +238,23 @@ def run_cell(ctx: Context, study, trial, *, storage, settings: tuple[str, ...], 
         study.tell(trial, value)
     seconds = time.monotonic() - started
     if not outcome.skipped:
-        progress.trained.append(seconds)
+        progress.trained.append((seconds, cell.cost))
     how = "reused" if outcome.skipped else f"{_duration(seconds)}"
     ctx.echo(f"cell {cell.label}: best_val_accuracy {value:.4f} ({how}) | {progress.line(study)}")
     finish_groups(ctx, study)
     return 0 if outcome.skipped else 1
 
 
-def _train(ctx: Context, cell: Cell, group_run_id: str, settings: tuple[str, ...]):
+def _train(ctx: Context, study, storage, cell: Cell, settings: tuple[str, ...]):
     registry = Registry(ctx.root)
     planned = plan(registry, cell.entry, [*settings, *cell.variant_overrides, f"training.seed={cell.seed}"])
     options = RunOptions(
-        kind="seed", parent_run_id=group_run_id, variant=cell.variant, run_name=cell.label, settings=tuple(settings)
+        kind="seed",
+        parent_run_id=group_run(ctx, study, storage, cell, planned, settings),
+        variant=cell.variant,
+        run_name=cell.label,
+        settings=tuple(settings),
+        quiet=True,
     )
     return runner.run_once(ctx, planned, options)
 

@@ -167,7 +167,7 @@ def dry_run(ctx: Context, plan_: StudyPlan, options: StudyOptions) -> None:
 
     registry = Registry(ctx.root)
     first = plan(registry, plan_.target, list(plan_.overrides))
-    cells, unbuildable = buildable_cells(registry, plan_, first.data.input_shape)
+    cells, unbuildable = buildable_cells(registry, plan_, first.data)
     name = plan_.name(first.experiment) + (f"/{options.name}" if options.name else "")
     storage, _ = open_storage(ctx.root, options.storage_url, create=False)
     study = None

@@ -68,6 +68,10 @@ class RunStore(Protocol):
         """The id of the experiment named `name` (a deleted one too), or None."""
         ...
 
+    def experiment_tags(self, experiment_id: str) -> dict[str, str]:
+        """An experiment's tags (its saved views among them)."""
+        ...
+
     def runs(
         self, experiment_id: str, *, status: Statuses = None, tags: Optional[Mapping[str, str]] = None, limit: int = ...
     ) -> list[Run]:

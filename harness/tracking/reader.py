@@ -195,6 +195,10 @@ class StoreReader:
         rows = self._rows("SELECT experiment_id FROM experiments WHERE name = ?", (name,))
         return str(rows[0][0]) if rows else None
 
+    def experiment_tags(self, experiment_id: str) -> dict[str, str]:
+        """An experiment's tags (its saved views among them)."""
+        return dict(self._rows("SELECT key, value FROM experiment_tags WHERE experiment_id = ?", (experiment_id,)))
+
     def runs(
         self,
         experiment_id: str,

@@ -26,7 +26,7 @@ from harness import paths
 from harness.errors import HarnessError, describe, first_line
 from harness.interrupts import GUARD
 from harness.locks import process_alive
-from harness.tracking.names import Tag
+from harness.tracking.names import SAVED_VIEW, Tag, saved_view, view_key
 from harness.tracking.protocol import MAX_RUNS, Experiment, MetricPoint, Run, Statuses, status_list
 from harness.tracking.uri import check_store_file, check_uri, default_tracking_uri, sqlite_path
 
@@ -189,6 +189,19 @@ class Store:
                 raise
             return found.experiment_id
 
+    def ensure_view(self, experiment_id: str, settings_fingerprint: str, settings_label: str) -> str:
+        """The key of the saved view (in MLflow's UI) of one settings set's ranked runs,
+        saved on the experiment the first time a run of those settings is made."""
+        key = view_key(settings_fingerprint)
+        tag = SAVED_VIEW + key
+        if tag not in self.client.get_experiment(experiment_id).tags:
+            value = saved_view(settings_label, settings_fingerprint, int(time.time() * 1000))
+            self.client.set_experiment_tag(experiment_id, tag, value)
+        return key
+
+    def experiment_tags(self, experiment_id: str) -> dict[str, str]:
+        return dict(self.client.get_experiment(experiment_id).tags)
+
     def reap_orphans(self) -> list[str]:
         """Mark FAILED the RUNNING runs of this host whose process is gone (kill -9, power cut)."""
         host = socket.gethostname()
@@ -224,6 +237,8 @@ class Store:
             if parent_run_id:
                 all_tags["mlflow.parentRunId"] = parent_run_id
             run = self.client.create_run(experiment_id, run_name=name, tags=all_tags)
+            if tags.get(Tag.RANKED) and tags.get(Tag.SETTINGS_FINGERPRINT):
+                self.ensure_view(experiment_id, tags[Tag.SETTINGS_FINGERPRINT], tags.get(Tag.SETTINGS, ""))
         else:
             self.client.update_run(run_id, status="RUNNING")
             with contextlib.suppress(Exception):

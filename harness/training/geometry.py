@@ -5,6 +5,8 @@ check says so in one line instead of a Keras traceback from inside a run."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 from harness.entries.spec import ModelSpec
 from harness.errors import HarnessError
 
@@ -38,3 +40,27 @@ def check(model: ModelSpec, input_shape: tuple[int, ...]) -> None:
                     f"use model.padding=same, fewer blocks or a larger model.input_size"
                 )
             height, width = height // 2, width // 2
+
+
+def multiply_adds(model: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> Optional[int]:
+    """The multiply-adds of one image's forward pass through a cnn's convolutions and dense
+    layers (what its training time grows with, unlike its parameter count: a convolution
+    costs in proportion to the feature map it slides over); None for a backbone."""
+    if model.arch != "cnn":
+        return None
+    height, width = (model.input_size, model.input_size) if model.input_size else tuple(input_shape[:2])
+    channels = input_shape[2] if len(input_shape) > 2 else 1
+    total = 0
+    for block in model.blocks:
+        for _ in range(block.convs):
+            if model.padding == "valid":
+                height, width = height - block.kernel_size + 1, width - block.kernel_size + 1
+            total += max(height, 0) * max(width, 0) * block.kernel_size**2 * channels * block.filters
+            channels = block.filters
+        if block.pool:
+            height, width = height // 2, width // 2
+    features = max(height, 0) * max(width, 0) * channels
+    for dense in model.dense:
+        total += features * dense.units
+        features = dense.units
+    return total + features * num_classes

@@ -53,14 +53,12 @@ def test_one_column_ranks_runs_groups_and_studies_and_names_explain_them(project
     assert {r.data.tags["harness.step"] for r in runs} == {"02 tunable"}
     (grouped,) = [r for r in runs if r.data.tags["harness.kind"] == "group"]
     assert "harness.seed" not in grouped.data.tags
-    for output, kind in ((single, "run"), (group, "group"), (tuned, "study")):
+    for output, kind, label in ((single, "run", "run"), (group, "group", "group run"), (tuned, "study", "study run")):
         (run,) = [r for r in runs if r.data.tags["harness.kind"] == kind and r.info.run_id in output.stdout]
         last = output.stdout.strip().splitlines()[-1]
-        assert (
-            last
-            == f"MLflow: http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}{LINK}"
-        )
-    assert "trial 1/1 (study trial 0): optimizer.learning_rate=0.01" in tuned.stdout
+        link = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}{LINK}"
+        assert last == f"{label}: {link}"
+    assert "trial 1 of 1 (Optuna trial #0): optimizer.learning_rate=0.01" in tuned.stdout
     study, _ = best_entry.load_study(project, "tunable", ["training.epochs=2", "data.subset=300"], None)
     assert study.metric_names == ["val_accuracy"]
 

@@ -34,8 +34,8 @@ def test_a_variant_that_cannot_be_built_is_a_row_with_its_reason(chain, tmp_path
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "variant 1/2: geo_deep without geo_same" in result.stdout
-    assert "variant 2/2: geo_deep without geo_deep" in result.stdout
-    table = pd.read_csv(io.StringIO(result.stdout.split("MLflow: ")[-1].split("\n", 1)[1]))
+    assert "variant 2/2: geo_deep without its own step" in result.stdout
+    table = pd.read_csv(io.StringIO(result.stdout.split("leave-one-out run: ")[-1].split("\n", 1)[1]))
     rows = table.set_index("step")
     assert list(table["step"]) == ["(all steps)", "geo_same", "geo_deep"]  # one row per step of the chain
     assert pd.isna(rows.loc["geo_same", "contribution"])

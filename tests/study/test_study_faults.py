@@ -55,15 +55,15 @@ def assert_complete(project) -> None:
 
 def test_ctrl_c_during_the_final_steps_is_finished_by_the_next_run(chain):
     process = start_cli(STUDY, chain)
-    wait_for(process, "change vs parent")  # the final steps' first table: they have begun
+    wait_for(process, "; metric: best_val_accuracy")  # the final steps' first table: they have begun
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=300) == 130
     history = [r for r in runs(chain)[1] if r.data.tags.get("harness.kind") == "history"]
     assert [r.info.status for r in history] == ["SCHEDULED"]  # interrupted: not finished, not lost
     again = run_cli(STUDY, chain)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr
-    assert "study run: " in again.stdout and "report: " in again.stdout and "final run: " in again.stdout
-    assert not re.search(r"^training \w+ \[", again.stdout, re.M)  # every cell was done: only the final steps ran
+    assert "study run: " in again.stdout and "report: " in again.stdout and "candidate: " in again.stdout
+    assert not re.search(r"^cell ", again.stdout, re.M)  # every cell was done: only the final steps ran
     assert_complete(chain)
     third = run_cli(STUDY, chain)
     assert third.returncode == 0 and "did the final steps" in third.stdout

@@ -37,6 +37,7 @@ def written(tmp_path_factory):
     client: MlflowClient = store.client
     first, second = store.ensure_experiment("digits"), store.ensure_experiment("digits (subset 240)")
     client.delete_experiment(store.ensure_experiment("deleted experiment"))
+    store.ensure_view(first, "0123456789ab", "training.epochs=2")
     made = {}
     cases = [
         ("adam 0", first, "FINISHED", {"harness.entry": "adam", "harness.kind": "run"}),
@@ -90,6 +91,24 @@ def test_experiments_are_the_active_ones_newest_first(run_store):
     assert store.experiment_id("digits") == experiments["digits"]
     assert store.experiment_id("deleted experiment") is not None  # deleted, still known by name
     assert store.experiment_id("cifar10") is None
+
+
+def test_experiment_tags_hold_the_saved_views(run_store):
+    store, _, experiments = run_store
+    tags = store.experiment_tags(experiments["digits"])
+    view = json.loads(tags["mlflow.sharedViewState.harness-0123456789ab"])
+    assert view["name"] == "harness: training.epochs=2"
+    state = json.loads(view["state"])
+    assert "'0123456789ab'" in state["searchFilter"] and state["orderByKey"] == "metrics.`best_val_accuracy`"
+    assert not any(k.startswith("mlflow.sharedViewState.") for k in store.experiment_tags(experiments["subset"]))
+
+
+def test_a_saved_view_is_saved_once(written):
+    project, _, experiments = written
+    store = Store(project)
+    before = store.experiment_tags(experiments["digits"])
+    assert store.ensure_view(experiments["digits"], "0123456789ab", "other label") == "harness-0123456789ab"
+    assert store.experiment_tags(experiments["digits"]) == before
 
 
 QUERIES = [

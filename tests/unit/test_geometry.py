@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.entries.spec import ModelSpec
+from harness.entries.spec import BlockSpec, DenseSpec, ModelSpec
+from harness.training import geometry
 from harness.training.geometry import CannotBuild, check
 
 
@@ -31,3 +32,14 @@ def test_input_size_and_backbones():
     check(ModelSpec(arch="resnet50"), (8, 8, 1))  # backbones resize to their minimum
     with pytest.raises(CannotBuild, match=r"^cannot build: block 5 pools a 1x1"):
         check(model("same", *([1] * 5)), (16, 16, 3))  # 16 -> 8 -> 4 -> 2 -> 1
+
+
+def test_multiply_adds_count_each_convolution_over_its_feature_map():
+    lab = ModelSpec(blocks=[BlockSpec(filters=32, convs=2)])  # valid padding, as the lab model
+    conv1, conv2 = 6 * 6 * 9 * 1 * 32, 4 * 4 * 9 * 32 * 32  # 8x8 -> 6x6 -> 4x4, pooled to 2x2x32
+    assert geometry.multiply_adds(lab, (8, 8, 1), 10) == conv1 + conv2 + 2 * 2 * 32 * 10
+    same = ModelSpec(blocks=[BlockSpec(filters=8, convs=1)], padding="same", dense=[DenseSpec(units=16)])
+    small, large = geometry.multiply_adds(same, (8, 8, 3), 10), geometry.multiply_adds(same, (16, 16, 3), 10)
+    assert small == 8 * 8 * 9 * 3 * 8 + 4 * 4 * 8 * 16 + 16 * 10
+    assert large > 3 * small  # four times the pixels: the cost grows with the map, the parameters do not
+    assert geometry.multiply_adds(ModelSpec(arch="resnet50"), (32, 32, 3), 10) is None
