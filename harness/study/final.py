@@ -31,8 +31,9 @@ from harness.tracking.names import Tag, model_link, run_link
 METRIC = "best_val_accuracy"
 
 
-def finalize(ctx: Context, study, plan_: StudyPlan, first) -> None:
-    """The tables, the selection and the report of a study whose cells have all ended."""
+def finalize(ctx: Context, study, plan_: StudyPlan, first) -> float:
+    """The tables, the selection and the report of a study whose cells have all ended; the
+    selected entry's mean best_val_accuracy (the final steps' trial's value)."""
     finish_groups(ctx, study)  # a group a killed worker left waiting
     store = ctx.writable_store
     groups: dict[str, str] = study.user_attrs[GROUPS]
@@ -74,6 +75,7 @@ def finalize(ctx: Context, study, plan_: StudyPlan, first) -> None:
     study.set_user_attr(FINAL_DONE, {"by": f"{socket.gethostname()}:{os.getpid()}", "links": links})
     for line in links:
         ctx.echo(line)
+    return float(store.get_run(final_run_id).data.metrics.get(METRIC, float("nan")))
 
 
 def _model_links(store, experiment_id: str, final_run_id: str) -> list[str]:

@@ -43,6 +43,11 @@ CELLS = "cells"
 CANNOT_BUILD = "cannot_build"  # group -> why its cells were left out
 FINAL = "final_steps"  # user attribute of the trial that stands for the study's final steps
 FINAL_DONE = "final_steps_done"  # study user attribute: who did them, and the links they printed
+QUEUE_METRIC = "best_val_accuracy"  # a cell's value
+ABOUT_QUEUE = (  # what optuna-dashboard shows of a study's queue, among its user attributes
+    "the work queue of `harness study`: one trial per cell (its value: the cell's best_val_accuracy), "
+    "the last for the final steps (its value: the selected entry's mean over seeds); no parameters are searched"
+)
 RETRY_OF = "retry_of"  # user attribute of a trial queued again for an interrupted one
 
 
@@ -106,10 +111,14 @@ def open_study(ctx: Context, plan_: StudyPlan, storage_url: Optional[str], name:
         ctx.echo(f"{group}: {reason} (not a cell of the study)")
     storage, label = open_storage(ctx.root, storage_url)
     study_name = plan_.name(first.experiment) + (f"/{name}" if name else "")
-    study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True)
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True)
     with study_lock(ctx.root, storage, study_name):
         recorded = study.user_attrs.get(CELLS)
         if recorded is None:
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, and the only way to name it
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([QUEUE_METRIC])  # as optuna-dashboard names its objective
+            study.set_user_attr("about", ABOUT_QUEUE)
             study.set_user_attr(CANNOT_BUILD, unbuildable)
             _create(ctx, study, cells, first=first, settings=plan_.overrides)
         else:

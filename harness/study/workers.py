@@ -125,12 +125,12 @@ def _final_steps(ctx: Context, study, trial, plan_: StudyPlan, first, finalize) 
     """Run the final steps as the claimed trial; a failure is kept as its reason (the same
     command tries again), an interrupt queues it again (requeued_on_interrupt)."""
     try:
-        finalize(ctx, study, plan_, first)
+        selected_value = finalize(ctx, study, plan_, first)
     except HarnessError as exc:
         trial.set_user_attr("reason", str(exc)[:500])
         study.tell(trial, state=TrialState.FAIL)
         raise
-    study.tell(trial, 1.0)
+    study.tell(trial, selected_value)
 
 
 def _say_where_it_stands(ctx: Context, study, did_final: bool) -> None:

@@ -107,6 +107,10 @@ def tune(ctx: Context, name: str, settings: TuneSettings, overrides: Sequence[st
         )
         _first_trial_and_names(study, planned, dimensions, settings.metric)
     record = StudyRecord(run_id, settings.metric, tuple(overrides), settings.trials)
+    from harness.training.quiet import load_keras
+
+    with GUARD.exits_at_once():  # before the pruning callback imports Keras: TensorFlow's start-up lines go unseen
+        load_keras()
     done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
     ctx.echo(
         f"study {study.study_name} ({storage_label}): {done} trials finished so far; running {settings.trials} more"

@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import re
 
+import optuna
 import pytest
 from mlflow import MlflowClient
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 
 from harness.tracking.uri import default_tracking_uri
 from tests.helpers import GEO_CHAIN, run_cli, write_entry
@@ -94,3 +97,17 @@ def test_a_group_logs_a_few_chosen_metrics_and_no_run_repeats_one(studied):
         assert len(metrics) <= 40
         assert {"best_val_accuracy", "best_val_accuracy_ci_low", "best_val_accuracy_ci_high"} <= set(metrics)
         assert not any(key.startswith(("val_f1_", "best_epoch_")) for key in metrics)
+
+
+def test_the_queue_reads_right_in_optuna_dashboard(studied):
+    """Maximized, its objective named, what it is said among its attributes; the final
+    steps' value is the selected entry's mean, not a placeholder that tops the plot."""
+    project = studied[0]
+    journal = JournalStorage(JournalFileBackend(str(project / "mlruns" / "optuna" / "journal.log")))
+    (summary,) = optuna.get_all_study_summaries(journal)
+    study = optuna.load_study(study_name=summary.study_name, storage=journal)
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert study.metric_names == ["best_val_accuracy"] and "work queue" in study.user_attrs["about"]
+    final = [t for t in study.trials if t.user_attrs.get("final_steps")]
+    cells = [t.value for t in study.trials if "cell" in t.user_attrs]
+    assert len(final) == 1 and min(cells) <= final[0].value <= max(cells)
