@@ -47,6 +47,7 @@ class SignalGuard:
         self._at_once = 0  # > 0 while a signal may end the process at once (nothing open)
         self._held = 0  # > 0 while something outside MLflow is claimed (an Optuna trial, a study cell)
         self.stderr_fd: Optional[int] = None  # where messages go while fd 2 is pointed elsewhere
+        self.stopping = "stopping at the next safe point"  # what a first signal is said to do
 
     @property
     def requested(self) -> bool:
@@ -83,6 +84,16 @@ class SignalGuard:
         self.check()
 
     @contextlib.contextmanager
+    def saying(self, stopping: str) -> Iterator[None]:
+        """While the block runs, a first signal is said to do `stopping` ('stopping the
+        server'), not training's 'stopping at the next safe point'."""
+        before, self.stopping = self.stopping, stopping
+        try:
+            yield
+        finally:
+            self.stopping = before
+
+    @contextlib.contextmanager
     def holding(self) -> Iterator[None]:
         """While the block runs, something is claimed that an interrupt must hand back (an
         Optuna trial, a study's cell): a signal is then always a flag, never an exit at once."""
@@ -114,7 +125,7 @@ class SignalGuard:
         if self.signum is None:
             self.signum = signum
             word = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-            _write_stderr(f"\n{word}: stopping at the next safe point (again to exit at once)\n")
+            _write_stderr(f"\n{word}: {self.stopping} (again to exit at once)\n")
             return
         self._exit_now(signum)
 

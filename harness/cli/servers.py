@@ -155,7 +155,7 @@ def serve(ctx: Context, command: list[str], address: tuple[str, int], ready, log
             env={**os.environ, **LEAN},
         )
         _watch(process)
-        with GUARD.on_emergency(lambda _reason: _stop(process, signal.SIGKILL)):
+        with GUARD.on_emergency(lambda _reason: _stop(process, signal.SIGKILL)), GUARD.saying("stopping the server"):
             answered, started = False, time.monotonic()
             while process.poll() is None:
                 if GUARD.requested:

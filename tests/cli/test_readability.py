@@ -171,26 +171,42 @@ def test_a_busy_port_is_one_line_before_any_link(project, verb):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -9)])
-def test_stopping_harness_ui_stops_its_server(project, sig, code):
-    """Ctrl-C and SIGTERM stop the server; kill -9 leaves it to the watchdog, which kills
-    the server's process group once the harness is gone."""
+@pytest.mark.parametrize(
+    "verb, sig, code",
+    [
+        ("ui", signal.SIGTERM, 143),
+        ("ui", signal.SIGINT, 130),
+        ("ui", signal.SIGKILL, -9),
+        ("dashboard", signal.SIGINT, 130),
+        ("dashboard", signal.SIGKILL, -9),
+    ],
+)
+def test_a_server_says_ready_once_it_answers_and_leaves_nothing_when_stopped(project, verb, sig, code):
+    """Its links print once the server answers; Ctrl-C and SIGTERM stop it; kill -9 leaves
+    it to the watchdog, which kills the server's process group once the harness is gone."""
     assert run_cli(["run-ablation", "same_padding", "--epochs", "1", *SUBSET], project).returncode == 0
+    (project / "mlruns" / "optuna").mkdir(parents=True, exist_ok=True)
+    (project / "mlruns" / "optuna" / "journal.log").touch()
     port = free_port()
-    process = start_cli(["ui", "--port", str(port)], project, stderr=subprocess.PIPE)
+    process = start_cli([verb, "--port", str(port)], project, stderr=subprocess.PIPE)
     lines = []
     for line in process.stdout:
         lines.append(line)
-        if "runs?workflowType=machine_learning" in line:
+        if line.startswith("ready after"):
             break
-    assert f"127.0.0.1:{port}/#/experiments/" in "".join(lines)
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) == 0, "ready was said before the server answered"
+    if verb == "ui":
+        assert f"127.0.0.1:{port}/#/experiments/" in "".join(lines) and "viewStateShareKey=" in "".join(lines)
     process.send_signal(sig)
     assert process.wait(timeout=60) == code
+    if sig == signal.SIGINT:
+        assert "Ctrl-C: stopping the server" in process.stderr.read()  # not training's "next safe point"
     deadline = time.monotonic() + 10  # the watchdog looks twice a second
     while time.monotonic() < deadline and _survivors(port):
         time.sleep(0.2)
     with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", port)) != 0, "the MLflow server still answers"
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "the server still answers"
     assert not _survivors(port)
 
 
