@@ -248,7 +248,9 @@ def run_cell(ctx: Context, study, trial, *, storage, settings: tuple[str, ...], 
     seconds = time.monotonic() - started
     if not outcome.skipped:
         progress.trained.append((seconds, cell.cost))
-    how = "reused" if outcome.skipped else f"{_duration(seconds)}"
+    how = "reused" if outcome.skipped else _duration(seconds)
+    if outcome.resumed_from_epoch:
+        how += f", resumed from its backup at epoch {outcome.resumed_from_epoch + 1}"
     ctx.echo(f"cell {cell.label}: best_val_accuracy {value:.4f} ({how}) | {progress.line(study)}")
     finish_groups(ctx, study)
     return 0 if outcome.skipped else 1

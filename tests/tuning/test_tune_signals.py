@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # trains models or starts processes: the full tie
 TUNE = ["tune", "tunable", "--trials", "1", "--epochs", "1", "--pruner", "none", "--set", "data.subset=300"]
 
 
-@pytest.mark.parametrize("marker", ["trials finished so far", "trial 1/1"])
+@pytest.mark.parametrize("marker", ["trials finished so far", "trial 1 of 1"])
 def test_the_first_trial_survives_a_signal_before_it_trains(project, marker):
     write_entry(project, "tunable", TUNABLE)
     process = start_cli(TUNE, project)
