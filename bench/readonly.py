@@ -111,9 +111,11 @@ def timed(project: Path, args: list[str], repeats: int) -> tuple[float, list[str
     return statistics.median(seconds), heavy
 
 
-def timed_server(project: Path, args: list[str], marker: str, repeats: int) -> float:
-    """Median seconds until a server command prints `marker` (its links), then it is stopped."""
-    seconds = []
+def timed_server(project: Path, args: list[str], repeats: int) -> tuple[float, float, int]:
+    """Median seconds until a server command says `ready` (it answers; its links follow),
+    median seconds from Ctrl-C to its exit, and how many processes were left on its port."""
+    ready, stop, left = [], [], 0
+    port = args[args.index("--port") + 1]
     for _ in range(repeats):
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -124,12 +126,16 @@ def timed_server(project: Path, args: list[str], marker: str, repeats: int) -> f
             stderr=subprocess.STDOUT,
         )
         for line in process.stdout:
-            if marker in line:
+            if line.startswith("ready after"):
                 break
-        seconds.append(time.perf_counter() - started)
-        process.send_signal(signal.SIGTERM)
+        ready.append(time.perf_counter() - started)
+        stopped = time.perf_counter()
+        process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
-    return statistics.median(seconds)
+        stop.append(time.perf_counter() - stopped)
+        found = subprocess.run(["pgrep", "-f", "--", f"--port {port}"], capture_output=True, text=True)
+        left += len(found.stdout.split())
+    return statistics.median(ready), statistics.median(stop), left
 
 
 def main() -> None:
@@ -160,11 +166,9 @@ def main() -> None:
     for label, command in commands.items():
         seconds, heavy = timed(project, command, args.repeats)
         print(f"{label:30s} {seconds:5.2f} s   imports: {', '.join(heavy) or 'none of them'}", flush=True)
-    for label, command, marker in (
-        ("ui (until its links)", ["ui", "--port", "5099"], "Runs tables"),
-        ("dashboard (until its link)", ["dashboard", "--port", "8099"], "optuna-dashboard on"),
-    ):
-        print(f"{label:30s} {timed_server(project, command, marker, args.repeats):5.2f} s", flush=True)
+    for label, command in (("ui", ["ui", "--port", "5099"]), ("dashboard", ["dashboard", "--port", "8099"])):
+        ready, stop, left = timed_server(project, command, args.repeats)
+        print(f"{label + ' (until ready)':30s} {ready:5.2f} s   Ctrl-C to exit {stop:4.2f} s, processes left {left}")
 
 
 if __name__ == "__main__":
