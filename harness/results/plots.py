@@ -134,8 +134,8 @@ def waterfall(table, key: str, path: Path) -> Path:
             low, high = _finite(row.delta_ci_low), _finite(row.delta_ci_high)
             if low is not None and high is not None:
                 top, lo, hi = level + delta, level + low, level + high
-                if bounded:
-                    lo, hi = max(lo, 0.0), min(hi, 1.0)
+                if bounded:  # the ends inside [0, 1], never past the bar's top (levels add up paired changes)
+                    lo, hi = min(max(lo, 0.0), top), max(min(hi, 1.0), top)
                 ax.errorbar(i, top, yerr=[[top - lo], [hi - top]], color="black", capsize=3, linewidth=1)
             level += delta
         elif mean is not None:
@@ -154,8 +154,9 @@ def waterfall(table, key: str, path: Path) -> Path:
     extra.append(Line2D([], [], color="#bbbbbb", linewidth=6, label="a level measured (start)"))
     ax.set_xlim(-0.6, len(names) - 0.4)  # one slot per step whatever is drawn
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    if bounded:
-        ax.set_ylim(0, 1.05)
+    if bounded:  # [0, 1.05], widened where added-up changes run past it
+        drawn_low, drawn_high = ax.get_ylim()
+        ax.set_ylim(min(0.0, drawn_low), max(1.05, drawn_high))
     ax.set_ylabel(key)
     ax.set_title(
         f"{key}, step by step: each bar one step's change against its parent\n(mean over seeds, 95% interval)",

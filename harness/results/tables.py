@@ -17,6 +17,7 @@ from harness.errors import HarnessError
 
 FORMATS = ("table", "markdown", "csv", "html")
 REPORT_COLUMN = "report (CIFAR-10)"  # the report's figures are CIFAR-10 results, whatever the dataset here
+CSV_FLOATS = "%.10g"  # ten significant digits: 0.2, not 0.20000000000000007
 
 
 def check_format(fmt: str) -> None:
@@ -118,7 +119,7 @@ def render_frame(
     """CSV from the raw numbers; the other formats from the human columns, captioned: HTML
     a whole document, Markdown the table alone with the caption in its header."""
     if fmt == "csv":
-        return Rendered(raw.to_csv(index=False).rstrip("\n"))
+        return Rendered(raw.to_csv(index=False, float_format=CSV_FLOATS).rstrip("\n"))
     if fmt == "markdown":
         return Rendered(
             markdown_table(

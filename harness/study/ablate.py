@@ -243,7 +243,7 @@ def record(
         store.log(run.info.run_id, metrics={f"contribution_{r[0]}": r[1] for r in rows})
         with tempfile.TemporaryDirectory(prefix="harness-loo-") as tmp:
             folder = Path(tmp)
-            ablation.table.to_csv(folder / "leave_one_out.csv", index=False)
+            ablation.table.to_csv(folder / "leave_one_out.csv", index=False, float_format=tables.CSV_FLOATS)
             plots.forest(rows, key, missing, folder / "forest.png")
             store.client.log_artifacts(run.info.run_id, str(folder))
         if chart is not None:

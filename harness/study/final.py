@@ -108,7 +108,7 @@ def _record_verdicts(store, history_run: str, comparison, scope: Scope, target: 
     with tempfile.TemporaryDirectory(prefix="harness-study-") as tmp:
         folder = Path(tmp)
         (folder / "verdicts.md").write_text(document)
-        frame.to_csv(folder / "history.csv", index=False, float_format="%.6g")  # 0.2, not 0.20000000000000007
+        frame.to_csv(folder / "history.csv", index=False, float_format=tables.CSV_FLOATS)
         chart(frame, METRIC, folder / "waterfall.png")
         store.client.log_artifacts(history_run, str(folder))
     store.log(history_run, metrics=metrics, tags={"mlflow.note.content": document[:4900]})
