@@ -291,9 +291,8 @@ class Battery:
         if seconds > 5 and verdict == "clean" and "tracking-uri" not in " ".join(args):
             self.counts["slow refusals (>5 s)"] += 1
             self.examples.setdefault("slow refusal", []).append(f"{label}: {seconds:.1f} s")
-        self.examples.setdefault(verdict, []).append(
-            f"{label}: {(errors[-1] if errors else output[-200:]).strip()[:160]}"
-        )
+        said = errors[-1] if errors else ("(nothing on stderr)" if result.returncode == 0 else output[-200:])
+        self.examples.setdefault(verdict, []).append(f"{label}: {said.strip()[:160]}")
         return verdict
 
 
@@ -356,6 +355,15 @@ STUDY_CHAIN = {
 }
 
 
+TRACEBACKS: list[str] = []  # the study signals' tracebacks, printed at the end
+
+
+def _count_traceback(counts: Counter, when: str, output: str) -> None:
+    if "Traceback" in output:
+        counts["tracebacks"] += 1
+        TRACEBACKS.append(f"{when}:\n" + output[output.index("Traceback") :][-3000:])
+
+
 def study_signals(count: int, rng: random.Random) -> dict:
     """SIGINT or SIGTERM at a random moment of `harness study geo_deep --seeds 1 --workers 2`
     (three cells, then the final steps), each in a new project; then the same command run
@@ -392,11 +400,11 @@ def study_signals(count: int, rng: random.Random) -> dict:
         if landed and code != {signal.SIGINT: 130, signal.SIGTERM: 143}[signum]:
             counts["bad exits"] += 1
             counts["aborts"] += code < 0
-        counts["tracebacks"] += "Traceback" in output
+        _count_traceback(counts, f"signal {signum.name} after the study began", output)
         for _ in range(3):
             again = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=900)
             counts["reruns"] += 1
-            counts["tracebacks"] += "Traceback" in again.stdout + again.stderr
+            _count_traceback(counts, "the rerun", again.stdout + again.stderr)
             if again.returncode == 0 and ("study run:" in again.stdout or "did the final steps" in again.stdout):
                 counts["complete"] += 1
                 break
@@ -480,6 +488,8 @@ def main() -> None:
         print(f"\n{verdict} ({len(examples)}), e.g.:")
         for example in examples[: 4 if verdict == "clean" else 12]:
             print(f"  {example}")
+    for traceback in TRACEBACKS:
+        print(f"\nstudy traceback, {traceback}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Whether a step could act at the budget its runs had: a step whose every change is inert
-there (early stopping that cannot fire, a plateau scheduler that cannot reduce in time,
-class weights that are all 1, augmentation with zero ranges, a key that only records) is
-`cannot act at this budget`, never a change of +0.0000 with p 1 read as "tested and useless".
+there (early stopping that cannot fire, a plateau scheduler that cannot reduce in time or
+whose floor is the learning rate, class weights that are all 1, augmentation with zero
+ranges, a key that only records) is `cannot act at this budget`, never a change of +0.0000
+with p 1 read as "tested and useless".
 
 It reads what the runs ran with (their params, the whole resolved spec), so settings such
 as --epochs 4 count: the lr_scheduler step's 100 epochs are then not a change at all."""
@@ -54,6 +55,10 @@ def _inert(key: str, run: Member) -> Optional[str]:
         patience = _number(params.get("training.lr_schedule.patience"))
         if patience is not None and epochs is not None and epochs < patience + 2:
             return f"the LR scheduler's patience {patience} needs {patience + 2}+ epochs to act, the runs had {epochs}"
+        floor = _number(params.get("training.lr_schedule.min_lr"), float)
+        rate = _number(params.get("optimizer.learning_rate"), float)
+        if floor is not None and rate is not None and floor >= rate:  # Keras reduces only above min_lr
+            return f"the LR scheduler's min_lr {floor:g} >= the learning rate {rate:g}: it cannot reduce"
         return None
     if key.startswith("training.class_weight"):
         weights = _weights(run.resolved_class_weights)

@@ -109,8 +109,11 @@ class RunIndex:
         return None
 
     def pinned_or_latest(self, entry: str, fingerprint: Optional[str], pinned: dict[str, str]) -> Optional[Evidence]:
-        """The run pinned for this entry (a study's own seed group), else the latest."""
+        """The run pinned for this entry (a study's own seed group; none, pinned as "", when
+        the study has no finished group for it), else the latest."""
         if entry in pinned:
+            if not pinned[entry]:
+                return None
             run = self.by_id.get(pinned[entry]) or self.store.get_run(pinned[entry])
             return self.evidence(run, entry) if run.info.status == "FINISHED" else None
         return self.latest(entry, fingerprint)

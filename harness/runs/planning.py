@@ -55,7 +55,7 @@ def preflight(resolved: Resolved, dataset: data_module.Dataset) -> None:
     boost = resolved.spec.training.class_weight.boost if resolved.spec.training.class_weight else {}
     for key in boost:
         if not is_class(key, dataset.class_names):
-            where = resolved.source_of("training.class_weight.boost")
+            where = resolved.source_of(f"training.class_weight.boost.{key}")
             raise HarnessError(
                 f"{where}: training.class_weight.boost: no class {key!r} in {dataset.source} "
                 f"(classes: {', '.join(dataset.class_names)})"

@@ -68,7 +68,7 @@ def _undecided(ctx: Context, study, plan_: StudyPlan, first, seeds: dict[str, se
     groups: dict[str, str] = study.user_attrs[GROUPS]
     finished = {g: r for g, r in groups.items() if store.get_run(r).info.status == "FINISHED"}
     chain = Registry(ctx.root).history(plan_.target)
-    pinned = tuple((entry, finished[entry]) for entry in chain if entry in finished)
+    pinned = tuple((entry, finished.get(entry, "")) for entry in chain)  # the study's own runs only
     scope = Scope(first.data.source, first.spec.data.subset, METRIC, settings=plan_.overrides, pinned=pinned)
     frame = compare_table(ctx, scope, chain=plan_.target).frame
     wanted = []
@@ -110,7 +110,9 @@ def _reopen_groups(ctx: Context, study, names: set[str]) -> None:
     store = ctx.writable_store
     groups = study.user_attrs[GROUPS]
     for name in names:
-        run_id = groups[name]
+        run_id = groups.get(name)
+        if run_id is None:  # no cell of it has started yet: group_run makes it, with every seed
+            continue
         seeds = sorted({int(t.user_attrs["seed"]) for t in group_trials(study, name)})
         store.log(run_id, tags={Tag.SEEDS: ",".join(map(str, seeds))})
         store.client.update_run(run_id, status="SCHEDULED", name=f"{name} x{len(seeds)} seeds")

@@ -25,7 +25,7 @@ from harness.runs.final import select
 from harness.study import ablate as loo
 from harness.study.cells import StudyPlan
 from harness.study.leave_one_out import leave_one_out
-from harness.study.queue import CANNOT_BUILD, FINAL_DONE, GROUPS, HISTORY_RUN, finish_groups
+from harness.study.queue import CANNOT_BUILD, FINAL_DONE, GROUPS, HISTORY_RUN, finish_groups, group_trials
 from harness.tracking.names import Tag, model_link, run_link
 
 METRIC = "best_val_accuracy"
@@ -40,7 +40,7 @@ def finalize(ctx: Context, study, plan_: StudyPlan, first) -> float:
     history_run = study.user_attrs[HISTORY_RUN]
     chain = Registry(ctx.root).history(plan_.target)
     finished = {g: r for g, r in groups.items() if store.get_run(r).info.status == "FINISHED"}
-    pinned = tuple((entry, finished[entry]) for entry in chain if entry in finished)
+    pinned = tuple((entry, finished.get(entry, "")) for entry in chain)  # the study's own runs only
     scope = Scope(first.data.source, first.spec.data.subset, METRIC, settings=plan_.overrides, pinned=pinned)
     comparison = compare_table(ctx, scope, chain=plan_.target)
     ctx.echo(render(comparison, scope, "table").text)
@@ -50,11 +50,10 @@ def finalize(ctx: Context, study, plan_: StudyPlan, first) -> float:
         _leave_one_out(
             ctx,
             plan_,
-            study.study_name,
+            study,
             groups=groups,
             finished=finished,
             experiment_id=experiment_id,
-            cannot_build=study.user_attrs.get(CANNOT_BUILD, {}),
         )
     final_run_id = _selected(store, history_run)
     if final_run_id is None:
@@ -134,16 +133,16 @@ def _recorded_leave_one_out(store, experiment_id: str, study) -> bool:
 def _leave_one_out(
     ctx: Context,
     plan_: StudyPlan,
-    study_name: str,
+    study,
     *,
     groups: dict[str, str],
     finished: dict[str, str],
     experiment_id: str,
-    cannot_build: dict[str, str],
 ) -> None:
     """The leave-one-out table from the study's variant groups (`groups`: every group's run
-    id, `finished`: those that finished; `cannot_build`: the groups left out and why),
-    recorded with its forest plot."""
+    id, `finished`: those that finished; a variant with no group gives the reason its cells
+    could not be built or run), recorded with its forest plot."""
+    cannot_build: dict[str, str] = study.user_attrs.get(CANNOT_BUILD, {})
     store = ctx.writable_store
     index = RunIndex(store, experiment_id)
     target = plan_.target
@@ -160,9 +159,10 @@ def _leave_one_out(
             reason = store.get_run(groups[group]).data.tags.get(Tag.REASON, "did not finish")
             rows.append(loo.ablation_row(target, variant.step, None, None, METRIC, reason))
         else:
-            reason = cannot_build.get(group, "not a cell of the study")
+            failed = {t.user_attrs.get("reason", "") for t in group_trials(study, group)} - {""}
+            reason = cannot_build.get(group) or "; ".join(sorted(failed)) or "not a cell of the study"
             rows.append(loo.ablation_row(target, variant.step, None, None, METRIC, reason))
     loo.judge_rows(store, rows, METRIC)
     ablation = loo.Ablation(pd.DataFrame(rows))
     ctx.echo(loo.render(ablation.table, METRIC, "table").text)
-    loo.record(ctx, ablation, finished[target], experiment_id, name=target, key=METRIC, study=study_name)
+    loo.record(ctx, ablation, finished[target], experiment_id, name=target, key=METRIC, study=study.study_name)

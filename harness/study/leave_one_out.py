@@ -86,21 +86,35 @@ def _who_set(registry: Registry, later: list[str], key: str) -> str:
 def _revert(flat: dict[str, Any], key: str, parent_flat: dict[str, Any]) -> None:
     """Put `key` back to the parent's value. A key the parent lacks goes with the whole
     subtree the parent lacks (a list item, a switched-on section), and the container is set
-    back to the parent's leaf (e.g. training.early_stopping: null)."""
+    back to the parent's leaf (e.g. training.early_stopping: null); a section the step
+    switched off (a leaf here, a subtree in the parent) gets the parent's subtree back."""
     if key in parent_flat:
-        _drop(flat, key)
-        flat[key] = parent_flat[key]
+        _put(flat, key, parent_flat[key])
         return
     parts = key.split(".")
     for end in range(1, len(parts) + 1):
         prefix = ".".join(parts[:end])
         if prefix not in parent_flat and not any(k.startswith(prefix + ".") for k in parent_flat):
             break
+    else:  # the parent has a subtree under `key`
+        _drop(flat, key)
+        for parent_key, value in parent_flat.items():
+            if parent_key.startswith(key + "."):
+                _put(flat, parent_key, value)
+        return
     _drop(flat, prefix)
     container = ".".join(parts[: end - 1])
     if container in parent_flat:
-        _drop(flat, container)
-        flat[container] = parent_flat[container]
+        _put(flat, container, parent_flat[container])
+
+
+def _put(flat: dict[str, Any], key: str, value: Any) -> None:
+    """Set `key` in place of its subtree and of any leaf above it (a section that was null)."""
+    parts = key.split(".")
+    for end in range(1, len(parts)):
+        flat.pop(".".join(parts[:end]), None)
+    _drop(flat, key)
+    flat[key] = value
 
 
 def _drop(flat: dict[str, Any], prefix: str) -> None:

@@ -123,6 +123,8 @@ def open_study(ctx: Context, plan_: StudyPlan, storage_url: Optional[str], name:
             _create(ctx, study, cells, first=first, settings=plan_.overrides)
         else:
             check_same_specs(cells, recorded)
+            if study.direction != optuna.study.StudyDirection.MAXIMIZE:  # made before the queue named its metric
+                ctx.echo("note: this study was made minimizing, so optuna-dashboard lists its best cells last")
     ctx.echo(f"study {study_name} ({label}): {len(cells)} cells")
     return study, storage, cells, first
 
@@ -239,7 +241,7 @@ def run_cell(ctx: Context, study, trial, *, storage, settings: tuple[str, ...], 
         except (CannotBuild, RunFailed, HarnessError) as exc:
             trial.set_user_attr("reason", str(exc)[:500])
             study.tell(trial, state=TrialState.FAIL)
-            ctx.echo(f"cell {cell.label}: {exc}")
+            ctx.echo(f"cell {cell.label}: failed: {exc} | {progress.line(study)}")
             finish_groups(ctx, study)
             return 0
         trial.set_user_attr("run_id", outcome.run_id)

@@ -4,6 +4,7 @@ Workers on other machines join by running the same command with the same --stora
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -130,7 +131,7 @@ def _final_steps(ctx: Context, study, trial, plan_: StudyPlan, first, finalize) 
         trial.set_user_attr("reason", str(exc)[:500])
         study.tell(trial, state=TrialState.FAIL)
         raise
-    study.tell(trial, selected_value)
+    study.tell(trial, selected_value if math.isfinite(selected_value) else float("-inf"))  # NaN would FAIL it
 
 
 def _say_where_it_stands(ctx: Context, study, did_final: bool) -> None:
@@ -242,7 +243,7 @@ def _run_workers(ctx: Context, plan_: StudyPlan, options: StudyOptions) -> list[
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            preexec_fn=_default_sigint,
+            preexec_fn=_sigint_until_armed,
             start_new_session=True,
         )
         workers.append(process)
@@ -252,12 +253,13 @@ def _run_workers(ctx: Context, plan_: StudyPlan, options: StudyOptions) -> list[
     for relay in relays:
         relay.start()
     with GUARD.on_emergency(lambda _reason: [_signal(w, signal.SIGKILL) for w in workers]):
-        passed_on = False
+        passed_on: set[int] = set()
         while any(w.poll() is None for w in workers):
-            if GUARD.requested and not passed_on:
+            if GUARD.requested:
                 for process in workers:
-                    _signal(process, signal.SIGINT)
-                passed_on = True
+                    if process.pid not in passed_on and _catches_sigint(process.pid) is not False:
+                        _signal(process, signal.SIGINT)
+                        passed_on.add(process.pid)
             threading.Event().wait(0.2)
     for relay in relays:
         relay.join(5)
@@ -281,6 +283,22 @@ def _signal(process: subprocess.Popen, sig: int) -> None:
             pass
 
 
-def _default_sigint() -> None:
-    """A worker takes Ctrl-C as a signal to stop (a shell may have started us with it ignored)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def _sigint_until_armed() -> None:
+    """A worker starts with Ctrl-C ignored where /proc tells when it takes it (Linux): Python
+    then installs no KeyboardInterrupt of its own, so a Ctrl-C passed on while the worker is
+    still starting cannot end it in a traceback; it is passed on once the worker's handler
+    is in (_catches_sigint). Elsewhere it starts with Ctrl-C as Python takes it."""
+    armed_later = os.path.exists(f"/proc/{os.getpid()}/status")
+    signal.signal(signal.SIGINT, signal.SIG_IGN if armed_later else signal.SIG_DFL)
+
+
+def _catches_sigint(pid: int) -> Optional[bool]:
+    """Whether process `pid` has a handler for SIGINT (its SigCgt mask); None where unknown."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signal.SIGINT - 1) & 1)
+    except OSError:
+        pass
+    return None

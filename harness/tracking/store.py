@@ -238,7 +238,8 @@ class Store:
                 all_tags["mlflow.parentRunId"] = parent_run_id
             run = self.client.create_run(experiment_id, run_name=name, tags=all_tags)
             if tags.get(Tag.RANKED) and tags.get(Tag.SETTINGS_FINGERPRINT):
-                self.ensure_view(experiment_id, tags[Tag.SETTINGS_FINGERPRINT], tags.get(Tag.SETTINGS, ""))
+                with contextlib.suppress(Exception):  # a view is a convenience: never a run left RUNNING
+                    self.ensure_view(experiment_id, tags[Tag.SETTINGS_FINGERPRINT], tags.get(Tag.SETTINGS, ""))
         else:
             self.client.update_run(run_id, status="RUNNING")
             with contextlib.suppress(Exception):

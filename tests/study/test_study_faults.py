@@ -110,3 +110,23 @@ def test_storages_a_study_cannot_share_are_refused_and_a_dry_run_creates_nothing
     assert refused.returncode == 2 and "is an MLflow store" in refused.stderr, refused.stderr
     with sqlite3.connect(store) as connection:
         assert {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == tables
+
+
+def test_a_step_whose_cells_all_fail_is_judged_on_the_study_alone(chain):
+    """Its run from before the study is not borrowed for the verdicts, --seeds auto gives it
+    no seed, and the leave-one-out row of a variant whose cells failed says why."""
+    before = run_cli(["run-ablation", "geo_same"], chain)  # same settings as the study's
+    assert before.returncode == 0, before.stderr
+    write_entry(chain, "geo_same", GEO_CHAIN["geo_same"] + "training: {class_weight: {boost: {nope: 2.0}}}\n")
+    write_entry(chain, "geo_deep", GEO_CHAIN["geo_deep"] + "training: {class_weight: null}\n")
+    result = run_cli(["study", "geo_deep", "--seeds", "auto", "--max-seeds", "3", "--leave-one-out"], chain)
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and "KeyError" not in output, output[-3000:]
+    assert re.search(r"cell geo_same seed 0: failed: .*no class 'nope'", result.stdout), result.stdout[-3000:]
+    history_row = next(line for line in result.stdout.splitlines() if line.split()[:1] == ["geo_same"])
+    assert "not run" in history_row, history_row  # not the earlier run outside the study
+    assert not re.search(r"^cell geo_same seed [2-9]", result.stdout, re.M)  # auto gave it no third seed
+    said = " ".join(result.stdout.split())  # the table's notes wrap at 80 columns
+    assert "geo_deep without its own step: --set: training.class_weight.boost: no class 'nope'" in said
+    client, found = runs(chain)
+    assert not [r.info.run_name for r in found if r.info.status in ("RUNNING", "SCHEDULED")]
