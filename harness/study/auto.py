@@ -8,12 +8,20 @@ from __future__ import annotations
 
 from harness.context import Context
 from harness.entries.registry import Registry
-from harness.results.compare import Scope, compare_table
+from harness.results.compare import compare_table
 from harness.results.evidence import RunIndex
 from harness.results.steps import judge
 from harness.runs.adaptive import wants_more
 from harness.study.cells import Cell, StudyPlan
-from harness.study.queue import CELLS, GROUPS, cells_ended, finish_groups, group_trials
+from harness.study.queue import (
+    CELLS,
+    GROUPS,
+    cells_ended,
+    finish_groups,
+    finished_groups,
+    group_trials,
+    own_runs_scope,
+)
 from harness.tracking.names import Tag
 from harness.tuning.storage import study_lock
 
@@ -65,11 +73,8 @@ def _seeds_by_group(study) -> dict[str, set[int]]:
 def _undecided(ctx: Context, study, plan_: StudyPlan, first, seeds: dict[str, set[int]]) -> list[tuple[str, str]]:
     """(group, the group it is compared with) of every step and variant that wants a seed."""
     store = ctx.writable_store
-    groups: dict[str, str] = study.user_attrs[GROUPS]
-    finished = {g: r for g, r in groups.items() if store.get_run(r).info.status == "FINISHED"}
-    chain = Registry(ctx.root).history(plan_.target)
-    pinned = tuple((entry, finished.get(entry, "")) for entry in chain)  # the study's own runs only
-    scope = Scope(first.data.source, first.spec.data.subset, METRIC, settings=plan_.overrides, pinned=pinned)
+    finished = finished_groups(ctx, study)
+    scope = own_runs_scope(plan_, first, finished, Registry(ctx.root).history(plan_.target), METRIC)
     frame = compare_table(ctx, scope, chain=plan_.target).frame
     wanted = []
     for row in frame.itertuples(index=False):

@@ -25,7 +25,16 @@ from harness.runs.final import select
 from harness.study import ablate as loo
 from harness.study.cells import StudyPlan
 from harness.study.leave_one_out import leave_one_out
-from harness.study.queue import CANNOT_BUILD, FINAL_DONE, GROUPS, HISTORY_RUN, finish_groups, group_trials
+from harness.study.queue import (
+    CANNOT_BUILD,
+    FINAL_DONE,
+    GROUPS,
+    HISTORY_RUN,
+    finish_groups,
+    finished_groups,
+    group_trials,
+    own_runs_scope,
+)
 from harness.tracking.names import Tag, model_link, run_link
 
 METRIC = "best_val_accuracy"
@@ -39,9 +48,8 @@ def finalize(ctx: Context, study, plan_: StudyPlan, first) -> float:
     groups: dict[str, str] = study.user_attrs[GROUPS]
     history_run = study.user_attrs[HISTORY_RUN]
     chain = Registry(ctx.root).history(plan_.target)
-    finished = {g: r for g, r in groups.items() if store.get_run(r).info.status == "FINISHED"}
-    pinned = tuple((entry, finished.get(entry, "")) for entry in chain)  # the study's own runs only
-    scope = Scope(first.data.source, first.spec.data.subset, METRIC, settings=plan_.overrides, pinned=pinned)
+    finished = finished_groups(ctx, study)
+    scope = own_runs_scope(plan_, first, finished, chain, METRIC)
     comparison = compare_table(ctx, scope, chain=plan_.target)
     ctx.echo(render(comparison, scope, "table").text)
     experiment_id = store.ensure_experiment(first.experiment)

@@ -92,10 +92,6 @@ class Progress:
         return sum(seconds(c) for c in waiting) + sum(seconds(c) for c in running) / 2
 
 
-def _costs(trials) -> list[Optional[float]]:
-    return [t.user_attrs.get("cost") for t in trials]
-
-
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
@@ -356,6 +352,22 @@ def _finish_group(ctx: Context, study, group: str) -> None:
     store.log(run_id, metrics=stats, tags={Tag.MEMBERS: ",".join(members)})
     log_group_curves(store, run_id, members, group)
     store.client.set_terminated(run_id, "FINISHED")
+
+
+def finished_groups(ctx: Context, study) -> dict[str, str]:
+    """The run id of every seed group of the study that FINISHED, by group name."""
+    store = ctx.writable_store
+    groups: dict[str, str] = study.user_attrs.get(GROUPS, {})
+    return {g: r for g, r in groups.items() if store.get_run(r).info.status == "FINISHED"}
+
+
+def own_runs_scope(plan_: StudyPlan, first: Planned, finished: dict[str, str], chain: list[str], metric: str):
+    """The comparison scope of the study's history on its own runs only: each entry of the
+    chain pinned to its finished group, or to none ("") when the study has none for it."""
+    from harness.results.compare import Scope
+
+    pinned = tuple((entry, finished.get(entry, "")) for entry in chain)
+    return Scope(first.data.source, first.spec.data.subset, metric, settings=plan_.overrides, pinned=pinned)
 
 
 def status_rows(study, cells: list[Cell]) -> list[tuple[str, str]]:
