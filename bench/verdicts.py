@@ -2,6 +2,7 @@
 and whether their verdicts agree.
 
     python bench/verdicts.py [--data /tmp/cifar] [--subset 2000] [--epochs 2] [--max-seeds 6]
+                             [--val-fraction F]
                              [--until final] [--project DIR]
 
 First `harness study UNTIL --seeds MAX` trains every step over seeds 0..MAX-1 on a CIFAR-10
@@ -34,7 +35,10 @@ def train_fixed(args) -> Path:
     if args.project:
         return Path(args.project)
     project = scratch_project()
-    sets = [part for item in data_overrides(args.data, args.subset) for part in ("--set", item)]
+    items = data_overrides(args.data, args.subset)
+    if args.val_fraction is not None:
+        items.append(f"data.val_fraction={args.val_fraction}")
+    sets = [part for item in items for part in ("--set", item)]
     command = [sys.executable, "-m", "harness", "study", args.until, "--seeds", str(args.max_seeds)]
     command += ["--epochs", str(args.epochs), *sets]
     started = time.perf_counter()
@@ -101,6 +105,9 @@ def main() -> None:
     parser.add_argument("--data", default=DEFAULT_DATA, help="CIFAR-10 image folder, or digits")
     parser.add_argument("--subset", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument(
+        "--val-fraction", type=float, help="data.val_fraction (else the spec's 0.1): more images, tighter intervals"
+    )
     parser.add_argument("--max-seeds", type=int, default=6)
     parser.add_argument("--until", default="final")
     parser.add_argument("--project", help="reuse the store of a fixed study made before")

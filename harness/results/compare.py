@@ -26,7 +26,7 @@ from harness.errors import HarnessError
 from harness.results import tables
 from harness.results.evidence import Evidence, RunIndex
 from harness.results.steps import judge
-from harness.results.verdicts import MIN_SEEDS, ROPE, Change
+from harness.results.verdicts import MIN_SEEDS, ROPE, Change, Verdict
 from harness.tracking.names import experiment_name, table_link
 
 if TYPE_CHECKING:
@@ -75,6 +75,7 @@ class Comparison:
     settings: str
     notes: list[str] = field(default_factory=list)
     runs_table: str = ""  # a link to MLflow's runs table of these settings
+    verdicts: dict[str, Verdict] = field(default_factory=dict)  # each step with runs on both sides, as judged
 
     def caption(self, scope: Scope) -> str:
         return f"{scope.experiment}; settings: {self.settings}; metric: {scope.key}"
@@ -190,12 +191,13 @@ def compare_table(
         row = _row(registry, name, scope, found=found, parent_found=parent_found, has_other=has_other)
         row["_pair"] = (found, parent_found)
         rows.append(row)
-    _judge(store, rows, scope, cifar10=is_cifar10(ctx.root, scope.source))
+    judged = _judge(store, rows, scope, cifar10=is_cifar10(ctx.root, scope.source))
+    comparison.verdicts = {row["entry"]: verdict for row, verdict in zip(rows, judged) if row["verdict"]}
     comparison.frame = pd.DataFrame(rows)
     return comparison
 
 
-def _judge(store: RunStore, rows: list[dict[str, Any]], scope: Scope, *, cifar10: bool) -> None:
+def _judge(store: RunStore, rows: list[dict[str, Any]], scope: Scope, *, cifar10: bool) -> list[Verdict]:
     """Each row's change against its parent measured and decided across the table
     (results.steps.judge), and the report's claim judged beside it."""
     pairs = [row.pop("_pair") for row in rows]
@@ -208,6 +210,7 @@ def _judge(store: RunStore, rows: list[dict[str, Any]], scope: Scope, *, cifar10
         row["p_value"], row["p_holm"] = (change.p if change else None), verdict.p_holm
         row["covers"] = change.covers if change else ""
         row["claim_verdict"] = judge_claim(row, change, scope, cifar10=cifar10)
+    return judged
 
 
 def is_cifar10(root: Path, source: str) -> bool:

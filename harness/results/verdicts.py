@@ -13,7 +13,11 @@ and its uncertainty has two parts, drawn and added:
   (`val_correct.npy`, one byte an image), paired image by image, as the Bayesian bootstrap
   (Rubin 1981) of their mean difference, drawn from its normal limit with the exact
   variance sum((d - mean)^2) / (N (N + 1)), so a read-only command does not resample
-  10,000 images 4,000 times.
+  10,000 images 4,000 times. With two seeds or more, d is the images' own difference: the
+  two-way (seeds x images) random-effects estimate of the between-image variance,
+  var(mean over seeds) - MS(seeds x images) / seeds, because the part of an image's
+  difference that changes from seed to seed is already in the seed part (counting it twice
+  made every interval wider than its data).
 
 The interval is the 2.5th and 97.5th percentiles of their sum, clipped to the metric's
 possible range; p is twice the smaller tail beyond zero; p (Holm) corrects it across the
@@ -30,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Optional
 
 import numpy as np
@@ -40,6 +45,7 @@ ALPHA = 0.05  # the family-wise error rate Holm's correction keeps across one ta
 DRAWS = 4000  # posterior draws: the interval's ends move by about 0.001 between seeds of the draws
 DRAW_SEED = 20241202  # fixed: the same runs give the same table
 MIN_SEEDS = 2  # a verdict needs two seeds a side: one seed says nothing of training randomness
+FUTILITY_ERRORS = 1.0  # --seeds auto stops a step whose change, one standard error larger, still could not be decided
 
 HELPED, HURT, SAME = "helped", "hurt", "no practical difference"
 CANNOT_ACT = "cannot act at this budget"
@@ -55,6 +61,8 @@ class Change:
     p: float
     n: int  # seeds paired (or, unpaired, the smaller side's seeds)
     covers: str  # "seeds and validation images", "seeds", "validation images (one seed)"
+    image_floor: float = 0.0  # half-width of the images' part alone: no number of seeds narrows it
+    seed_sd: Optional[float] = None  # standard deviation of the per-seed changes (two seeds or more)
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,20 @@ class Verdict:
     @property
     def decided(self) -> bool:
         return self.word in (HELPED, HURT, SAME)
+
+    def settleable(self, *, rope: float = ROPE) -> bool:
+        """Whether more seeds could still decide an undecided step. Its interval can never be
+        narrower than the images' part (`image_floor`), so a step stops wanting seeds when
+        even a change one standard error further from zero than measured would not clear
+        the ROPE by that much, and the floor is too wide to fit inside the ROPE. A step with
+        fewer than two seeds, or without per-image results, can always use another seed."""
+        change = self.change
+        if change is None or change.n < MIN_SEEDS or change.seed_sd is None or change.image_floor <= 0:
+            return True
+        z = NormalDist().inv_cdf(0.5 + LEVEL / 2)
+        standard_error = math.hypot(change.seed_sd / math.sqrt(change.n), change.image_floor / z)
+        reachable = abs(change.mean) + FUTILITY_ERRORS * standard_error
+        return reachable > rope + change.image_floor or change.image_floor <= rope
 
 
 Correctness = Callable[[str], Optional[np.ndarray]]  # run id -> its val_correct bits, or None
@@ -96,15 +118,17 @@ def measure(
         seed_part = _mean_posterior(a, rng) - _mean_posterior(b, rng)
     else:
         return None
-    data_part, covers = _data_part(paired, correct, rng)
+    spread, covers = _image_spread(paired, correct)
     if n < MIN_SEEDS:
-        covers = "validation images only (one seed)" if data_part is not None else "nothing (one seed)"
-    draws = seed_part + (data_part if data_part is not None else 0.0)
+        covers = "validation images only (one seed)" if spread is not None else "nothing (one seed)"
+    draws = seed_part + (rng.normal(0.0, spread, DRAWS) if spread is not None else 0.0)
     tail = 100 * (1 - LEVEL) / 2
     low, high = (float(v) for v in np.percentile(draws, [tail, 100 - tail]))
     p = min(1.0, max(2 * min(float(np.mean(draws <= 0)), float(np.mean(draws >= 0))), 1 / DRAWS))
     low, high = max(low, bounds[0]), min(high, bounds[1])
-    return Change(mean, min(low, mean), max(high, mean), p, n, covers)
+    floor = NormalDist().inv_cdf(0.5 + LEVEL / 2) * spread if spread is not None else 0.0
+    seed_sd = float(np.std([child[s] - parent[s] for s in paired], ddof=1)) if len(paired) >= MIN_SEEDS else None
+    return Change(mean, min(low, mean), max(high, mean), p, n, covers, image_floor=floor, seed_sd=seed_sd)
 
 
 def _mean_posterior(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -114,19 +138,24 @@ def _mean_posterior(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return float(values.mean()) + sd / math.sqrt(n) * rng.standard_t(n - 1, DRAWS)
 
 
-def _data_part(paired: Sequence[int], correct, rng: np.random.Generator) -> tuple[Optional[np.ndarray], str]:
-    """Draws of the validation sample's noise in the paired difference (centred on 0), or
-    None where per-image correctness is missing on either side for a paired seed."""
+def _image_spread(paired: Sequence[int], correct) -> tuple[Optional[float], str]:
+    """The standard deviation of the validation sample's part of the mean paired difference,
+    or None where per-image correctness is missing on either side for a paired seed."""
     if not paired or correct is None:
         return None, "seeds"
     child, parent = correct
     rows = [(child.get(s), parent.get(s)) for s in paired]
     if any(a is None or b is None or len(a) != len(b) for a, b in rows):
         return None, "seeds"
-    per_image = np.mean([a.astype(float) - b.astype(float) for a, b in rows], axis=0)
-    count = len(per_image)
-    spread = math.sqrt(float(np.sum((per_image - per_image.mean()) ** 2)) / (count * (count + 1)))
-    return rng.normal(0.0, spread, DRAWS), "seeds and validation images"
+    differences = np.array([a.astype(float) - b.astype(float) for a, b in rows])  # seeds x images
+    seeds, count = differences.shape
+    per_image = differences.mean(axis=0)
+    between = float(np.var(per_image, ddof=1)) if count > 1 else 0.0
+    if seeds >= MIN_SEEDS and count > 1:
+        residual = differences - per_image - differences.mean(axis=1, keepdims=True) + differences.mean()
+        interaction = float(np.sum(residual**2)) / ((seeds - 1) * (count - 1))
+        between = max(between - interaction / seeds, 0.0)
+    return math.sqrt(between * (count - 1) / (count * (count + 1))), "seeds and validation images"
 
 
 def holm(p_values: Sequence[Optional[float]]) -> list[Optional[float]]:

@@ -59,9 +59,23 @@ def next_seeds(seeds: Sequence[int]) -> list[int]:
     return [*seeds, extra]
 
 
-def wants_more(verdict: Verdict, n: int, auto_max: int) -> bool:
-    """Whether a step's verdict asks for one more seed: still undecided, below the cap."""
-    return verdict.word.startswith("undecided") and n < auto_max
+def wants_more(verdict: Verdict, n: int, auto_max: int, *, rope: float = ROPE) -> bool:
+    """Whether a step's verdict asks for one more seed: still undecided, below the cap, and
+    not past what seeds can settle (results.verdicts.Verdict.settleable)."""
+    return verdict.word.startswith("undecided") and n < auto_max and verdict.settleable(rope=rope)
+
+
+def why_stopped(verdict: Verdict, n: int, auto_max: int) -> str:
+    """Why an undecided step gets no more seeds, in a clause ("" when it is not undecided)."""
+    if not verdict.word.startswith("undecided"):
+        return ""
+    if n >= auto_max:
+        return f"still undecided at --max-seeds {auto_max}"
+    floor = verdict.change.image_floor if verdict.change else 0.0
+    return (
+        f"more seeds cannot settle it: the validation images alone leave +/-{100 * floor:.1f} pp "
+        f"around a change of {100 * verdict.change.mean:+.1f} pp (a larger data.val_fraction can)"
+    )
 
 
 def run_adaptive(
@@ -88,9 +102,9 @@ def run_adaptive(
         pair = (index.evidence(store.get_run(mine.run_id), name), index.evidence(store.get_run(theirs.run_id), parent))
         (verdict,) = judge(store, [pair], key, rope=rope)
         ctx.echo(f"{name} against {parent} after {len(seeds)} seeds: {verdict.word}{_change(verdict)}")
-        if not wants_more(verdict, len(seeds), auto_max):
+        if not wants_more(verdict, len(seeds), auto_max, rope=rope):
             if verdict.word.startswith("undecided"):
-                ctx.echo(f"{name}: still undecided at --max-seeds {auto_max}")
+                ctx.echo(f"{name}: {why_stopped(verdict, len(seeds), auto_max)}")
             return mine
         seeds = next_seeds(seeds)
         ctx.echo(f"--- one more seed for {name} and {parent}: {seeds[-1]}")

@@ -27,9 +27,9 @@ from harness.results import tables
 from harness.results.compare import metric_key
 from harness.results.evidence import Evidence, RunIndex
 from harness.results.steps import judge
-from harness.results.verdicts import ROPE
+from harness.results.verdicts import ROPE, Verdict
 from harness.runs import runner
-from harness.runs.adaptive import SeedChoice, next_seeds
+from harness.runs.adaptive import SeedChoice, next_seeds, wants_more, why_stopped
 from harness.study.leave_one_out import Variant, leave_one_out, variant_title
 from harness.tracking.names import Tag, run_link
 from harness.tracking.protocol import RunStore
@@ -78,9 +78,16 @@ def run_leave_one_out(
         for number, variant in enumerate(runnable, start=1):
             ctx.echo(f"variant {number}/{len(runnable)}: {variant_title(name, variant.step)}")
             ran[variant.step] = _run_variant(ctx, name, overrides, variant, seeds=seeds_of[variant.step], force=force)
+        told: set[str] = set()  # variants already said to stop
         while choice.auto:
             rows = _rows(ctx, name, variants, full_evidence, ran, key)
-            more = [r["step"] for r in rows if r["verdict"].startswith("undecided") and r["n"] < choice.auto_max]
+            more = []
+            for row in rows[1:]:  # the variants (the first row is NAME itself)
+                if wants_more(row["_judged"], row["n"], choice.auto_max):
+                    more.append(row["step"])
+                elif (reason := why_stopped(row["_judged"], row["n"], choice.auto_max)) and row["step"] not in told:
+                    told.add(row["step"])
+                    ctx.echo(f"{variant_title(name, row['step'])}: {reason}")
             if not more:
                 break
             for step in more:
@@ -94,7 +101,7 @@ def run_leave_one_out(
                 )
     except KeyboardInterrupt:
         ablation.interrupted = True
-    ablation.table = pd.DataFrame(_rows(ctx, name, variants, full_evidence, ran, key))
+    ablation.table = pd.DataFrame(_rows(ctx, name, variants, full_evidence, ran, key)).drop(columns="_judged")
     if not ablation.interrupted:
         ablation.record_run_id = record(ctx, ablation, full.run_id, full.experiment_id, name=name, key=key, chart=chart)
     return ablation
@@ -118,7 +125,8 @@ def _rows(
         elif variant.step in ran:
             evidence, note = ran[variant.step]
             rows.append(ablation_row(name, variant.step, evidence, full if evidence else None, key, note))
-    judge_rows(ctx.writable_store, rows, key)
+    for row, verdict in zip(rows, judge_rows(ctx.writable_store, rows, key)):
+        row["_judged"] = verdict
     return rows
 
 
@@ -168,11 +176,12 @@ def ablation_row(
     return row
 
 
-def judge_rows(store: RunStore, rows: list[dict[str, Any]], key: str, rope: float = ROPE) -> None:
+def judge_rows(store: RunStore, rows: list[dict[str, Any]], key: str, rope: float = ROPE) -> list[Verdict]:
     """Every variant's contribution measured against the full entry (paired by seed, with
     the validation images) and decided across the table, Holm-corrected."""
     pairs = [row.pop("_pair") for row in rows]
-    for row, verdict, (full, without) in zip(rows, judge(store, pairs, key, rope=rope), pairs):
+    judged = judge(store, pairs, key, rope=rope)
+    for row, verdict, (full, without) in zip(rows, judged, pairs):
         change = verdict.change
         if full is None or without is None:
             continue
@@ -180,6 +189,7 @@ def judge_rows(store: RunStore, rows: list[dict[str, Any]], key: str, rope: floa
         row["contribution"] = change.mean if change else None
         row["ci_low"], row["ci_high"] = (change.low, change.high) if change else (None, None)
         row["p_value"], row["p_holm"] = (change.p if change else None), verdict.p_holm
+    return judged
 
 
 def forest_rows(table: pd.DataFrame) -> list[tuple]:

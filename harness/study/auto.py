@@ -11,7 +11,7 @@ from harness.entries.registry import Registry
 from harness.results.compare import compare_table
 from harness.results.evidence import RunIndex
 from harness.results.steps import judge
-from harness.runs.adaptive import wants_more
+from harness.runs.adaptive import wants_more, why_stopped
 from harness.study.cells import Cell, StudyPlan
 from harness.study.queue import (
     CELLS,
@@ -75,27 +75,31 @@ def _undecided(ctx: Context, study, plan_: StudyPlan, first, seeds: dict[str, se
     store = ctx.writable_store
     finished = finished_groups(ctx, study)
     scope = own_runs_scope(plan_, first, finished, Registry(ctx.root).history(plan_.target), METRIC)
-    frame = compare_table(ctx, scope, chain=plan_.target).frame
+    judged = compare_table(ctx, scope, chain=plan_.target).verdicts
     wanted = []
-    for row in frame.itertuples(index=False):
-        parent = Registry(ctx.root).entry(row.entry).parent
-        if parent in seeds and row.entry in seeds and _wants(row.verdict, len(seeds[row.entry]), plan_.auto_max):
-            wanted.append((row.entry, parent))
+    for entry, verdict in judged.items():
+        parent = Registry(ctx.root).entry(entry).parent
+        if parent in seeds and entry in seeds and _wants(ctx, entry, verdict, len(seeds[entry]), plan_.auto_max):
+            wanted.append((entry, parent))
     variants = sorted(g for g in finished if g.startswith(f"{plan_.target} without "))
     if variants and plan_.target in finished:
         index = RunIndex(store, store.ensure_experiment(first.experiment))
         full = index.evidence(store.get_run(finished[plan_.target]), plan_.target)
         pairs = [(full, index.evidence(store.get_run(finished[v]), v)) for v in variants]
         for variant, verdict in zip(variants, judge(store, pairs, METRIC)):
-            if _wants(verdict.word, len(seeds[variant]), plan_.auto_max):
+            if _wants(ctx, variant, verdict, len(seeds[variant]), plan_.auto_max):
                 wanted.append((variant, plan_.target))
     return wanted
 
 
-def _wants(word, n: int, auto_max: int) -> bool:
-    from harness.results.verdicts import Verdict
-
-    return isinstance(word, str) and wants_more(Verdict(word), n, auto_max)
+def _wants(ctx: Context, group: str, verdict, n: int, auto_max: int) -> bool:
+    """Whether a step wants one more seed; an undecided one that does not is told why."""
+    if wants_more(verdict, n, auto_max):
+        return True
+    reason = why_stopped(verdict, n, auto_max)
+    if reason:
+        ctx.echo(f"--seeds auto: {group}: {reason}")
+    return False
 
 
 def _cell(registry: Registry, plan_: StudyPlan, recorded: list[dict], group: str, seed: int) -> Cell:

@@ -94,3 +94,20 @@ def test_the_study_run_answers_first_and_logs_its_own_metrics(studied):
     assert metrics["steps_helped"] >= 1 and metrics["steps_no_difference"] >= 1 and metrics["steps_cannot_act"] == 1
     assert "best_val_accuracy" not in metrics and "test_accuracy" not in metrics  # not the pick's numbers
     assert "target_best_val_accuracy" in metrics
+
+
+def test_run_ablation_auto_stops_where_the_validation_images_cannot_settle_the_step(tmp_path):
+    """Half the filters, validated on 5% of digits (72 images; their part of the interval
+    alone is some +/-3 pp): more seeds cannot settle a change under a point, so
+    `run-ablation --seeds auto` stops at two and says why, naming the setting that would."""
+    (tmp_path / "ablations").mkdir()
+    for name, text in HISTORY.items():
+        write_entry(tmp_path, name, text)
+    half = "extends: adam\ndescription: Half the filters.\nmodel: {blocks: [{filters: 4, convs: 1}]}\n"
+    write_entry(tmp_path, "adam_f4", half)
+    small_val = ["--set", "data.val_fraction=0.05"]
+    result = run_cli(["run-ablation", "adam_f4", "--seeds", "auto", "--max-seeds", "4", *small_val], tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "adam_f4 against adam after 2 seeds: undecided (n=2)" in result.stdout
+    assert re.search(r"adam_f4: more seeds cannot settle it: the validation images alone leave \+/-\d", result.stdout)
+    assert "data.val_fraction" in result.stdout and "one more seed" not in result.stdout

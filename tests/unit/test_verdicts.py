@@ -4,6 +4,8 @@ that cannot act left out of the correction."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from statsmodels.stats.multitest import multipletests
@@ -71,3 +73,52 @@ def test_loss_like_metrics_read_lower_as_better_and_unpaired_sides_still_compare
     unpaired = measure({0: 0.8, 1: 0.82}, {5: 0.2, 6: 0.21})
     assert unpaired is not None and unpaired.n == 2
     assert measure({0: 0.8}, {5: 0.2}) is None  # one seed a side, none shared: nothing to say
+
+
+def _simulated_change(rng, *, images: int, seeds: int, effect: float) -> tuple[float, object]:
+    """One experiment drawn from a known world: each image has its own chance of being
+    right under the parent and under the child (the child's `effect` better on average,
+    image by image unevenly), each run a seed's shift of every chance; returns (the true
+    change in that world, what measure() makes of the runs)."""
+
+    def world(count):
+        parent = rng.uniform(0.2, 0.9, count)
+        return parent, np.clip(parent + effect + rng.normal(0.0, 0.15, count), 0.0, 1.0)
+
+    truth = float(np.mean(np.subtract(*world(200_000)[::-1])))
+    parent_chance, child_chance = world(images)
+    child_runs, parent_runs, child_bits, parent_bits = {}, {}, {}, {}
+    for seed in range(seeds):
+        for chance, runs, bits in ((child_chance, child_runs, child_bits), (parent_chance, parent_runs, parent_bits)):
+            right = rng.uniform(size=images) < np.clip(chance + rng.normal(0.0, 0.02), 0.0, 1.0)
+            runs[seed], bits[seed] = float(right.mean()), right
+    return truth, measure(child_runs, parent_runs, correct=(child_bits, parent_bits), bounds=(-1.0, 1.0))
+
+
+@pytest.mark.parametrize("seeds", [2, 4])
+def test_the_interval_covers_the_true_change_about_as_often_as_it_says(seeds):
+    """Over fresh images and fresh seeds, the 95% interval holds the change of the whole
+    world about 95% of the time: not less (it would claim too much), and not near always
+    (counting the seed-to-seed noise of each image twice made it too wide to decide)."""
+    rng = np.random.default_rng(7)
+    hits = []
+    for _ in range(300):
+        truth, change = _simulated_change(rng, images=400, seeds=seeds, effect=0.02)
+        hits.append(change.low <= truth <= change.high)
+    assert 0.90 <= np.mean(hits) <= 0.985
+
+
+def test_more_seeds_are_not_wanted_where_the_images_alone_leave_the_step_undecided():
+    """A change of 0.2 pp measured on few images (their part alone +/-6 pp): however many
+    seeds, its interval stays wider than the change; on many images seeds are what it lacks."""
+    few_images = verdicts.Change(0.002, -0.07, 0.074, 0.9, 3, "seeds and validation images", 0.06, 0.01)
+    (verdict,) = verdicts.verdicts([few_images], [None])
+    assert verdict.word == "undecided (n=3)" and not verdict.settleable()
+    many = verdicts.Verdict("undecided (n=3)", replace(few_images, image_floor=0.001))
+    assert many.settleable()
+    large = verdicts.Verdict("undecided (n=3)", replace(few_images, mean=0.06))
+    assert large.settleable()  # a change near the floor may clear it once the seeds' part shrinks
+    one_seed = verdicts.Verdict("undecided (n=1)", replace(few_images, n=1, seed_sd=None))
+    assert one_seed.settleable()  # a single seed says nothing of training randomness yet
+    measured = _simulated_change(np.random.default_rng(3), images=150, seeds=2, effect=0.0)[1]
+    assert 0.03 < measured.image_floor < 0.12 and measured.seed_sd > 0  # what measure() gives the rule
