@@ -77,3 +77,26 @@ def test_ctrl_c_prints_what_finished_and_the_same_command_finishes_the_rest(chai
     again = run_cli(command, chain)  # the same command
     assert again.returncode == 0, again.stdout + again.stderr
     assert "geo_deep: already done" in again.stdout and "resuming geo_deep" in again.stdout
+
+
+def test_ablate_seeds_auto_gives_seeds_only_to_variants_that_can_use_them(project):
+    """`ablate --leave-one-out --seeds auto`: every variant starts with two seeds; one still
+    undecided gets a third (and the full entry with it) or is told why more cannot settle
+    it; none passes --max-seeds, and the full entry has every seed a variant is paired on."""
+    from tests.helpers import TINY_CHAIN
+
+    for name, text in TINY_CHAIN.items():
+        write_entry(project, name, text)
+    command = ["ablate", "tiny_wide", "--leave-one-out", "--seeds", "auto", "--max-seeds", "3", "--format", "csv"]
+    result = run_cli(command, project)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    table = pd.read_csv(io.StringIO(result.stdout.split("leave-one-out run: ")[-1].split("\n", 1)[1]))
+    rows = table.set_index("step")
+    variants = rows.drop(index="(all steps)")
+    assert set(variants["n"]) <= {2, 3} and rows.loc["(all steps)", "n"] == variants["n"].max()
+    for step, row in variants.iterrows():
+        stopped = f"without {step}: more seeds cannot settle it"
+        if row["verdict"].startswith("undecided") and row["n"] == 2:
+            assert stopped in result.stdout, result.stdout[-3000:]
+        if row["n"] == 3:
+            assert stopped not in result.stdout and f"undecided: {step}" in result.stdout.replace(", ", ": ")
