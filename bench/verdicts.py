@@ -58,7 +58,8 @@ def evidence_by_entry(project: Path, args) -> tuple[object, dict]:
 
     ctx = Context(project, echo=lambda _: None)
     source = f"folder:{args.data}" if args.data != "digits" else "digits"
-    scope = Scope(source, args.subset if args.data != "digits" else None, "best_val_accuracy")
+    subset = None if args.data == "digits" and args.subset >= 1437 else args.subset  # as data_overrides sets it
+    scope = Scope(source, subset, "best_val_accuracy")
     comparison = compare_table(ctx, scope, chain=args.until)
     chain = Registry(project).history(args.until)
     return ctx.strict_reader, {name: comparison.evidence[name] for name in chain}, comparison
@@ -83,6 +84,7 @@ def judge_table(store, chain: list[str], evidence: dict, seeds: dict[str, set[in
 
 def replay_auto(store, chain: list[str], evidence: dict, args, key: str, rope: float):
     """Rounds of `--seeds auto` over the fixed runs: (seeds per entry, final verdicts, rounds)."""
+    from harness.results.verdicts import undecided_family
     from harness.runs.adaptive import wants_more
 
     seeds = {name: {0, 1} for name in chain}
@@ -90,7 +92,8 @@ def replay_auto(store, chain: list[str], evidence: dict, args, key: str, rope: f
     while True:
         rounds += 1
         verdicts = judge_table(store, chain, evidence, seeds, key, rope)
-        more = [c for c, v in zip(chain[1:], verdicts) if wants_more(v, len(seeds[c]), args.max_seeds)]
+        family = undecided_family(verdicts)
+        more = [c for c, v in zip(chain[1:], verdicts) if wants_more(v, len(seeds[c]), args.max_seeds, family=family)]
         if not more:
             return seeds, verdicts, rounds
         for parent, child in zip(chain, chain[1:]):
@@ -125,20 +128,36 @@ def main() -> None:
     spent_auto = sum(len(s) for s in seeds.values())
     print(f"machine: {machine()}")
     print(
-        f"data: {args.data} subset {args.subset}, {args.epochs} epochs; history {chain[0]} .. {args.until} "
+        f"data: {args.data} subset {args.subset}, val_fraction {args.val_fraction or 'as the spec'}, "
+        f"{args.epochs} epochs; history {chain[0]} .. {args.until} "
         f"({len(chain)} entries, {len(chain) - 1} steps)"
     )
-    print(f"{'step':16s} {'fixed (' + str(args.max_seeds) + ' seeds)':34s} {'auto':34s} seeds")
-    agree = flips = 0
+    print(f"{'step':16s} {'fixed (' + str(args.max_seeds) + ' seeds)':38s} {'auto':38s} seeds")
+    agree = flips = futile = 0
     for child, a, b in zip(chain[1:], fixed, auto):
         same = a.word.split(" (")[0] == b.word.split(" (")[0]
         agree += same
         flips += {a.word, b.word} == {"helped", "hurt"}
-        print(f"{child:16s} {a.word[:33]:34s} {b.word[:33]:34s} {len(seeds[child])}{'' if same else '  <- differs'}")
+        n = b.change.n if b.change else 0  # seeds paired with its parent
+        stopped = b.word.startswith("undecided") and n < args.max_seeds
+        futile += stopped
+        note = f"  stopped: images +/-{100 * b.change.image_floor:.1f} pp" if stopped else ""
+        print(f"{child:16s} {said(a):38s} {said(b):38s} {n}{note}{'' if same else '  <- differs'}")
     print(
         f"runs: fixed {spent_fixed}, auto {spent_auto} (ratio {spent_auto / spent_fixed:.2f}, {rounds} rounds); "
-        f"verdicts agreeing {agree}/{len(chain) - 1}; flipped between helped and hurt {flips}"
+        f"verdicts agreeing {agree}/{len(chain) - 1}; flipped between helped and hurt {flips}; "
+        f"stopped undecided below the cap (more seeds could not settle them) {futile}"
     )
+
+
+def said(verdict) -> str:
+    """A verdict in a table cell: its word (shortened) and its change in percentage points."""
+    word = verdict.word.replace("cannot act at this budget", "cannot act").split(" (")[0]
+    word = "undecided" if word.startswith("undecided") else word
+    change = verdict.change
+    if change is None:
+        return word
+    return f"{word} {100 * change.mean:+.1f} [{100 * change.low:+.1f}, {100 * change.high:+.1f}]"
 
 
 if __name__ == "__main__":

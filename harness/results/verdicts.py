@@ -45,7 +45,7 @@ ALPHA = 0.05  # the family-wise error rate Holm's correction keeps across one ta
 DRAWS = 4000  # posterior draws: the interval's ends move by about 0.001 between seeds of the draws
 DRAW_SEED = 20241202  # fixed: the same runs give the same table
 MIN_SEEDS = 2  # a verdict needs two seeds a side: one seed says nothing of training randomness
-FUTILITY_ERRORS = 1.0  # --seeds auto stops a step whose change, one standard error larger, still could not be decided
+FUTILITY_ERRORS = 1.0  # --seeds auto stops a step that, one standard error more decisive, still would not be decided
 
 HELPED, HURT, SAME = "helped", "hurt", "no practical difference"
 CANNOT_ACT = "cannot act at this budget"
@@ -77,19 +77,31 @@ class Verdict:
     def decided(self) -> bool:
         return self.word in (HELPED, HURT, SAME)
 
-    def settleable(self, *, rope: float = ROPE) -> bool:
-        """Whether more seeds could still decide an undecided step. Its interval can never be
-        narrower than the images' part (`image_floor`), so a step stops wanting seeds when
-        even a change one standard error further from zero than measured would not clear
-        the ROPE by that much, and the floor is too wide to fit inside the ROPE. A step with
-        fewer than two seeds, or without per-image results, can always use another seed."""
+    def settleable(self, max_seeds: int, *, rope: float = ROPE, family: int = 1) -> bool:
+        """Whether seeds up to `max_seeds` could still decide an undecided step: the futility
+        check of a sequential design. Projected to the cap, its interval is the seed part
+        shrunk to `max_seeds` (at the seed spread measured so far) plus the images' part,
+        which no number of seeds narrows. The step is worth more seeds while a change one
+        standard error further from zero than measured would clear the ROPE by that
+        half-width and zero by Holm's margin (its level shared among the `family` steps of
+        the table still undecided), or one that much nearer zero would fit inside the ROPE.
+        Fewer than two seeds say nothing of the spread: such a step always gets another."""
         change = self.change
-        if change is None or change.n < MIN_SEEDS or change.seed_sd is None or change.image_floor <= 0:
-            return True
+        if change is None or change.n < MIN_SEEDS or change.seed_sd is None or change.n >= max_seeds:
+            return change is None or change.n < max_seeds
+        from scipy.special import stdtrit
+
         z = NormalDist().inv_cdf(0.5 + LEVEL / 2)
-        standard_error = math.hypot(change.seed_sd / math.sqrt(change.n), change.image_floor / z)
-        reachable = abs(change.mean) + FUTILITY_ERRORS * standard_error
-        return reachable > rope + change.image_floor or change.image_floor <= rope
+
+        def half_at_cap(level: float) -> float:
+            seed_half = float(stdtrit(max_seeds - 1, 0.5 + level / 2)) * change.seed_sd / math.sqrt(max_seeds)
+            return math.hypot(seed_half, change.image_floor * NormalDist().inv_cdf(0.5 + level / 2) / z)
+
+        margin = FUTILITY_ERRORS * math.hypot(change.seed_sd / math.sqrt(change.n), change.image_floor / z)
+        needed = max(rope + half_at_cap(LEVEL), half_at_cap(1 - ALPHA / max(family, 1)))
+        could_differ = abs(change.mean) + margin > needed
+        could_be_same = max(abs(change.mean) - margin, 0.0) + half_at_cap(LEVEL) <= rope
+        return could_differ or could_be_same
 
 
 Correctness = Callable[[str], Optional[np.ndarray]]  # run id -> its val_correct bits, or None
@@ -156,6 +168,12 @@ def _image_spread(paired: Sequence[int], correct) -> tuple[Optional[float], str]
         interaction = float(np.sum(residual**2)) / ((seeds - 1) * (count - 1))
         between = max(between - interaction / seeds, 0.0)
     return math.sqrt(between * (count - 1) / (count * (count + 1))), "seeds and validation images"
+
+
+def undecided_family(judged: Sequence[Verdict]) -> int:
+    """How many steps of a table share Holm's level among those not yet helped or hurt:
+    the tested ones (they have a corrected p) less those already decided either way."""
+    return sum(1 for v in judged if v.p_holm is not None and v.word not in (HELPED, HURT)) or 1
 
 
 def holm(p_values: Sequence[Optional[float]]) -> list[Optional[float]]:

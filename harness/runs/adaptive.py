@@ -59,10 +59,13 @@ def next_seeds(seeds: Sequence[int]) -> list[int]:
     return [*seeds, extra]
 
 
-def wants_more(verdict: Verdict, n: int, auto_max: int, *, rope: float = ROPE) -> bool:
+def wants_more(verdict: Verdict, n: int, auto_max: int, *, rope: float = ROPE, family: int = 1) -> bool:
     """Whether a step's verdict asks for one more seed: still undecided, below the cap, and
-    not past what seeds can settle (results.verdicts.Verdict.settleable)."""
-    return verdict.word.startswith("undecided") and n < auto_max and verdict.settleable(rope=rope)
+    not past what seeds can settle (results.verdicts.Verdict.settleable; `family`: the
+    table's steps still sharing Holm's level, results.verdicts.undecided_family)."""
+    return (
+        verdict.word.startswith("undecided") and n < auto_max and verdict.settleable(auto_max, rope=rope, family=family)
+    )
 
 
 def why_stopped(verdict: Verdict, n: int, auto_max: int) -> str:
@@ -71,10 +74,11 @@ def why_stopped(verdict: Verdict, n: int, auto_max: int) -> str:
         return ""
     if n >= auto_max:
         return f"still undecided at --max-seeds {auto_max}"
-    floor = verdict.change.image_floor if verdict.change else 0.0
+    change = verdict.change
     return (
-        f"more seeds cannot settle it: the validation images alone leave +/-{100 * floor:.1f} pp "
-        f"around a change of {100 * verdict.change.mean:+.1f} pp (a larger data.val_fraction can)"
+        f"more seeds cannot settle it: a change of {100 * change.mean:+.1f} pp, with seeds spread "
+        f"+/-{100 * change.seed_sd:.1f} pp and the validation images alone +/-{100 * change.image_floor:.1f} pp, "
+        f"stays undecided at {auto_max} seeds (a larger data.val_fraction narrows the images' part)"
     )
 
 

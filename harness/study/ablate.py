@@ -27,7 +27,7 @@ from harness.results import tables
 from harness.results.compare import metric_key
 from harness.results.evidence import Evidence, RunIndex
 from harness.results.steps import judge
-from harness.results.verdicts import ROPE, Verdict
+from harness.results.verdicts import ROPE, Verdict, undecided_family
 from harness.runs import runner
 from harness.runs.adaptive import SeedChoice, next_seeds, wants_more, why_stopped
 from harness.study.leave_one_out import Variant, leave_one_out, variant_title
@@ -81,9 +81,9 @@ def run_leave_one_out(
         told: set[str] = set()  # variants already said to stop
         while choice.auto:
             rows = _rows(ctx, name, variants, full_evidence, ran, key)
-            more = []
+            more, family = [], undecided_family([row["_judged"] for row in rows])
             for row in rows[1:]:  # the variants (the first row is NAME itself)
-                if wants_more(row["_judged"], row["n"], choice.auto_max):
+                if wants_more(row["_judged"], row["n"], choice.auto_max, family=family):
                     more.append(row["step"])
                 elif (reason := why_stopped(row["_judged"], row["n"], choice.auto_max)) and row["step"] not in told:
                     told.add(row["step"])

@@ -11,6 +11,7 @@ from harness.entries.registry import Registry
 from harness.results.compare import compare_table
 from harness.results.evidence import RunIndex
 from harness.results.steps import judge
+from harness.results.verdicts import Verdict, undecided_family
 from harness.runs.adaptive import wants_more, why_stopped
 from harness.study.cells import Cell, StudyPlan
 from harness.study.queue import (
@@ -27,6 +28,7 @@ from harness.tuning.storage import study_lock
 
 METRIC = "best_val_accuracy"
 JUDGED = "auto_judged_at_cells"  # study user attribute: how many cells there were when none wanted more
+TOLD = "auto_told_stopped"  # study user attribute: the steps already said to get no more seeds, said once
 
 
 def add_seeds(ctx: Context, study, storage, plan_: StudyPlan, first) -> int:
@@ -40,7 +42,9 @@ def add_seeds(ctx: Context, study, storage, plan_: StudyPlan, first) -> int:
             return 0
         finish_groups(ctx, study)
         seeds = _seeds_by_group(study)
-        wanted = _undecided(ctx, study, plan_, first, seeds)
+        told = set(study.user_attrs.get(TOLD, []))
+        wanted = _undecided(ctx, study, plan_, first, seeds, told)
+        study.set_user_attr(TOLD, sorted(told))
         new = []
         for group, compared_with in wanted:
             seed = next(s for s in range(len(seeds[group]) + 1) if s not in seeds[group])
@@ -70,34 +74,46 @@ def _seeds_by_group(study) -> dict[str, set[int]]:
     return seeds
 
 
-def _undecided(ctx: Context, study, plan_: StudyPlan, first, seeds: dict[str, set[int]]) -> list[tuple[str, str]]:
-    """(group, the group it is compared with) of every step and variant that wants a seed."""
+def _undecided(
+    ctx: Context, study, plan_: StudyPlan, first, seeds: dict[str, set[int]], told: set[str]
+) -> list[tuple[str, str]]:
+    """(group, the group it is compared with) of every step and variant that wants a seed;
+    an undecided one that does not is told why, once (`told` grows)."""
     store = ctx.writable_store
     finished = finished_groups(ctx, study)
     scope = own_runs_scope(plan_, first, finished, Registry(ctx.root).history(plan_.target), METRIC)
     judged = compare_table(ctx, scope, chain=plan_.target).verdicts
+    family = undecided_family(list(judged.values()))
     wanted = []
     for entry, verdict in judged.items():
         parent = Registry(ctx.root).entry(entry).parent
-        if parent in seeds and entry in seeds and _wants(ctx, entry, verdict, len(seeds[entry]), plan_.auto_max):
+        if (
+            parent in seeds
+            and entry in seeds
+            and _wants(ctx, (entry, verdict), len(seeds[entry]), plan_.auto_max, family, told)
+        ):
             wanted.append((entry, parent))
     variants = sorted(g for g in finished if g.startswith(f"{plan_.target} without "))
     if variants and plan_.target in finished:
         index = RunIndex(store, store.ensure_experiment(first.experiment))
         full = index.evidence(store.get_run(finished[plan_.target]), plan_.target)
         pairs = [(full, index.evidence(store.get_run(finished[v]), v)) for v in variants]
-        for variant, verdict in zip(variants, judge(store, pairs, METRIC)):
-            if _wants(ctx, variant, verdict, len(seeds[variant]), plan_.auto_max):
+        judged_variants = judge(store, pairs, METRIC)
+        family = undecided_family(judged_variants)
+        for variant, verdict in zip(variants, judged_variants):
+            if _wants(ctx, (variant, verdict), len(seeds[variant]), plan_.auto_max, family, told):
                 wanted.append((variant, plan_.target))
     return wanted
 
 
-def _wants(ctx: Context, group: str, verdict, n: int, auto_max: int) -> bool:
-    """Whether a step wants one more seed; an undecided one that does not is told why."""
-    if wants_more(verdict, n, auto_max):
+def _wants(ctx: Context, judged: tuple[str, Verdict], n: int, auto_max: int, family: int, told: set[str]) -> bool:
+    """Whether a group wants one more seed; an undecided one that does not is told why once."""
+    group, verdict = judged
+    if wants_more(verdict, n, auto_max, family=family):
         return True
     reason = why_stopped(verdict, n, auto_max)
-    if reason:
+    if reason and group not in told:
+        told.add(group)
         ctx.echo(f"--seeds auto: {group}: {reason}")
     return False
 

@@ -110,15 +110,35 @@ def test_the_interval_covers_the_true_change_about_as_often_as_it_says(seeds):
 
 def test_more_seeds_are_not_wanted_where_the_images_alone_leave_the_step_undecided():
     """A change of 0.2 pp measured on few images (their part alone +/-6 pp): however many
-    seeds, its interval stays wider than the change; on many images seeds are what it lacks."""
+    seeds, its interval stays wider than the change; on many images, with seeds that agree,
+    it may yet prove no practical difference."""
     few_images = verdicts.Change(0.002, -0.07, 0.074, 0.9, 3, "seeds and validation images", 0.06, 0.01)
     (verdict,) = verdicts.verdicts([few_images], [None])
-    assert verdict.word == "undecided (n=3)" and not verdict.settleable()
-    many = verdicts.Verdict("undecided (n=3)", replace(few_images, image_floor=0.001))
-    assert many.settleable()
+    assert verdict.word == "undecided (n=3)" and not verdict.settleable(6)
+    many_images = replace(few_images, image_floor=0.001, seed_sd=0.002)
+    assert verdicts.Verdict("undecided (n=3)", many_images).settleable(6)  # may yet be no practical difference
     large = verdicts.Verdict("undecided (n=3)", replace(few_images, mean=0.06))
-    assert large.settleable()  # a change near the floor may clear it once the seeds' part shrinks
+    assert large.settleable(6)  # a change near the floor may clear it once the seeds' part shrinks
     one_seed = verdicts.Verdict("undecided (n=1)", replace(few_images, n=1, seed_sd=None))
-    assert one_seed.settleable()  # a single seed says nothing of training randomness yet
+    assert one_seed.settleable(6)  # a single seed says nothing of training randomness yet
+    assert not verdict.settleable(3)  # at the cap: nothing more to give
     measured = _simulated_change(np.random.default_rng(3), images=150, seeds=2, effect=0.0)[1]
     assert 0.03 < measured.image_floor < 0.12 and measured.seed_sd > 0  # what measure() gives the rule
+
+
+def test_seeds_stop_where_their_spread_leaves_the_step_undecided_at_the_cap():
+    """Two seeds 2.8 pp apart around a change of -0.9 pp: six seeds would still leave some
+    +/-3 pp, so more are not spent; the same change with seeds that agree gets them."""
+    spread = verdicts.Change(-0.009, -0.25, 0.24, 0.7, 2, "seeds and validation images", 0.0, 0.028)
+    assert not verdicts.Verdict("undecided (n=2)", spread).settleable(6)
+    assert verdicts.Verdict("undecided (n=2)", replace(spread, seed_sd=0.003)).settleable(6)
+
+
+def test_a_step_that_would_pass_alone_stops_when_holm_shares_the_level_among_many():
+    """+4 pp with seeds 3 pp apart: at six seeds it would clear the ROPE and zero at 95%,
+    but not at the 99.6% Holm asks of the first of twelve steps still undecided."""
+    change = verdicts.Change(0.04, -0.01, 0.09, 0.06, 3, "seeds and validation images", 0.004, 0.03)
+    judged = verdicts.Verdict("undecided (n=3)", change)
+    assert judged.settleable(6, family=1) and not judged.settleable(6, family=12)
+    table = [judged, verdicts.Verdict(HELPED, change, 0.01), verdicts.Verdict("cannot act at this budget (x)", change)]
+    assert verdicts.undecided_family(table) == 1  # helped leaves the family; cannot act was never in it
