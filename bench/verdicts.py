@@ -141,7 +141,7 @@ def main() -> None:
         n = b.change.n if b.change else 0  # seeds paired with its parent
         stopped = b.word.startswith("undecided") and n < args.max_seeds
         futile += stopped
-        note = f"  stopped: images +/-{100 * b.change.image_floor:.1f} pp" if stopped else ""
+        note = "  stopped: more seeds could not settle it" if stopped else ""
         print(f"{child:16s} {said(a):38s} {said(b):38s} {n}{note}{'' if same else '  <- differs'}")
     print(
         f"runs: fixed {spent_fixed}, auto {spent_auto} (ratio {spent_auto / spent_fixed:.2f}, {rounds} rounds); "

@@ -119,18 +119,20 @@ def measure(
     per-image correctness of each side's runs by seed (accuracy only), adds the uncertainty of
     the validation sample. None when there is nothing to compare."""
     rng = np.random.default_rng(DRAW_SEED)
+    if not all(math.isfinite(v) for v in (*child.values(), *parent.values())):
+        return None  # a diverged run's NaN is no measurement (nor the smallest p of a table)
     paired = sorted(set(child) & set(parent))
+    spread, covers, noise_floor = _image_spread(paired, correct)
     if paired:
         differences = np.array([child[s] - parent[s] for s in paired])
         mean, n = float(differences.mean()), len(paired)
-        seed_part = _mean_posterior(differences, rng) if n >= MIN_SEEDS else np.full(DRAWS, mean)
+        seed_part = _mean_posterior(differences, rng, noise_floor) if n >= MIN_SEEDS else np.full(DRAWS, mean)
     elif len(child) >= MIN_SEEDS and len(parent) >= MIN_SEEDS:
         a, b = np.array(list(child.values())), np.array(list(parent.values()))
         mean, n = float(a.mean() - b.mean()), min(len(a), len(b))
         seed_part = _mean_posterior(a, rng) - _mean_posterior(b, rng)
     else:
         return None
-    spread, covers = _image_spread(paired, correct)
     if n < MIN_SEEDS:
         covers = "validation images only (one seed)" if spread is not None else "nothing (one seed)"
     draws = seed_part + (rng.normal(0.0, spread, DRAWS) if spread is not None else 0.0)
@@ -139,35 +141,49 @@ def measure(
     p = min(1.0, max(2 * min(float(np.mean(draws <= 0)), float(np.mean(draws >= 0))), 1 / DRAWS))
     low, high = max(low, bounds[0]), min(high, bounds[1])
     floor = NormalDist().inv_cdf(0.5 + LEVEL / 2) * spread if spread is not None else 0.0
-    seed_sd = float(np.std([child[s] - parent[s] for s in paired], ddof=1)) if len(paired) >= MIN_SEEDS else None
+    seed_sd = _seed_sd(np.array([child[s] - parent[s] for s in paired]), noise_floor) if len(paired) >= 2 else None
     return Change(mean, min(low, mean), max(high, mean), p, n, covers, image_floor=floor, seed_sd=seed_sd)
 
 
-def _mean_posterior(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _seed_sd(values: np.ndarray, noise_floor: float = 0.0) -> float:
+    """The standard deviation of per-seed values; where they tie exactly, what the images'
+    own seed-to-seed noise puts into each (`noise_floor`, a variance): two seeds that tie by
+    chance do not make training randomness vanish. (Only at a tie: raising every small
+    spread to the floor would widen intervals whose t quantile already allows for it.)"""
+    variance = float(np.var(values, ddof=1))
+    return math.sqrt(variance if variance > 0 else noise_floor)
+
+
+def _mean_posterior(values: np.ndarray, rng: np.random.Generator, noise_floor: float = 0.0) -> np.ndarray:
     """DRAWS posterior draws of the mean of `values`: mean + sd / sqrt(n) * t(n - 1) (two or
-    more values; identical values give the mean itself)."""
-    n, sd = len(values), float(np.std(values, ddof=1))
-    return float(values.mean()) + sd / math.sqrt(n) * rng.standard_t(n - 1, DRAWS)
+    more values; identical values, with no noise floor, give the mean itself)."""
+    n = len(values)
+    return float(values.mean()) + _seed_sd(values, noise_floor) / math.sqrt(n) * rng.standard_t(n - 1, DRAWS)
 
 
-def _image_spread(paired: Sequence[int], correct) -> tuple[Optional[float], str]:
-    """The standard deviation of the validation sample's part of the mean paired difference,
-    or None where per-image correctness is missing on either side for a paired seed."""
+def _image_spread(paired: Sequence[int], correct) -> tuple[Optional[float], str, float]:
+    """(the standard deviation of the validation sample's part of the mean paired
+    difference, what the interval covers, the variance the images' seed-to-seed noise puts
+    into one seed's difference: MS(seeds x images) / images). The spread is None where
+    per-image correctness is missing on either side for a paired seed, or the seeds were
+    validated on different numbers of images, or on fewer than two."""
     if not paired or correct is None:
-        return None, "seeds"
+        return None, "seeds", 0.0
     child, parent = correct
     rows = [(child.get(s), parent.get(s)) for s in paired]
-    if any(a is None or b is None or len(a) != len(b) for a, b in rows):
-        return None, "seeds"
+    if any(a is None or b is None or len(a) != len(b) for a, b in rows) or len({len(a) for a, _ in rows}) > 1:
+        return None, "seeds", 0.0
     differences = np.array([a.astype(float) - b.astype(float) for a, b in rows])  # seeds x images
     seeds, count = differences.shape
+    if count < 2:
+        return None, "seeds", 0.0
     per_image = differences.mean(axis=0)
-    between = float(np.var(per_image, ddof=1)) if count > 1 else 0.0
-    if seeds >= MIN_SEEDS and count > 1:
+    between, noise_floor = float(np.var(per_image, ddof=1)), 0.0
+    if seeds >= MIN_SEEDS:
         residual = differences - per_image - differences.mean(axis=1, keepdims=True) + differences.mean()
         interaction = float(np.sum(residual**2)) / ((seeds - 1) * (count - 1))
-        between = max(between - interaction / seeds, 0.0)
-    return math.sqrt(between * (count - 1) / (count * (count + 1))), "seeds and validation images"
+        between, noise_floor = max(between - interaction / seeds, 0.0), interaction / count
+    return math.sqrt(between * (count - 1) / (count * (count + 1))), "seeds and validation images", noise_floor
 
 
 def undecided_family(judged: Sequence[Verdict]) -> int:

@@ -72,12 +72,14 @@ def why_stopped(verdict: Verdict, n: int, auto_max: int) -> str:
     """Why an undecided step gets no more seeds, in a clause ("" when it is not undecided)."""
     if not verdict.word.startswith("undecided"):
         return ""
-    if n >= auto_max:
+    if n >= auto_max or (verdict.change is not None and verdict.change.n >= auto_max):
         return f"still undecided at --max-seeds {auto_max}"
     change = verdict.change
+    if change is None or change.seed_sd is None:
+        return f"still undecided with {change.n if change else 0} paired seeds"
     return (
-        f"more seeds cannot settle it: a change of {100 * change.mean:+.1f} pp, with seeds spread "
-        f"+/-{100 * change.seed_sd:.1f} pp and the validation images alone +/-{100 * change.image_floor:.1f} pp, "
+        f"more seeds cannot settle it: a change of {100 * change.mean:+.1f} pp (seeds' sd "
+        f"{100 * change.seed_sd:.1f} pp; the validation images alone +/-{100 * change.image_floor:.1f} pp) "
         f"stays undecided at {auto_max} seeds (a larger data.val_fraction narrows the images' part)"
     )
 

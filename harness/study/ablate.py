@@ -83,8 +83,11 @@ def run_leave_one_out(
             rows = _rows(ctx, name, variants, full_evidence, ran, key)
             more, family = [], undecided_family([row["_judged"] for row in rows])
             for row in rows[1:]:  # the variants (the first row is NAME itself)
+                if not row["verdict"] or row["step"] not in seeds_of:  # no result: nothing for a seed to settle
+                    continue
                 if wants_more(row["_judged"], row["n"], choice.auto_max, family=family):
                     more.append(row["step"])
+                    told.discard(row["step"])
                 elif (reason := why_stopped(row["_judged"], row["n"], choice.auto_max)) and row["step"] not in told:
                     told.add(row["step"])
                     ctx.echo(f"{variant_title(name, row['step'])}: {reason}")

@@ -110,6 +110,7 @@ def _wants(ctx: Context, judged: tuple[str, Verdict], n: int, auto_max: int, fam
     """Whether a group wants one more seed; an undecided one that does not is told why once."""
     group, verdict = judged
     if wants_more(verdict, n, auto_max, family=family):
+        told.discard(group)  # Holm's level loosened as others were decided: it may be told again
         return True
     reason = why_stopped(verdict, n, auto_max)
     if reason and group not in told:

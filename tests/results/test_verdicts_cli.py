@@ -110,6 +110,6 @@ def test_run_ablation_auto_stops_where_the_validation_images_cannot_settle_the_s
     result = run_cli(["run-ablation", "adam_f4", "--seeds", "auto", "--max-seeds", "4", *small_val], tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     assert "adam_f4 against adam after 2 seeds: undecided (n=2)" in result.stdout
-    said = r"adam_f4: more seeds cannot settle it: a change of [-+]\d+\.\d pp, with seeds spread \+/-\d+\.\d pp"
+    said = r"adam_f4: more seeds cannot settle it: a change of [-+]\d+\.\d pp \(seeds' sd \d+\.\d pp; the validation"
     assert re.search(said, result.stdout), result.stdout[-2000:]
     assert "data.val_fraction" in result.stdout and "one more seed" not in result.stdout

@@ -140,5 +140,26 @@ def test_a_step_that_would_pass_alone_stops_when_holm_shares_the_level_among_man
     change = verdicts.Change(0.04, -0.01, 0.09, 0.06, 3, "seeds and validation images", 0.004, 0.03)
     judged = verdicts.Verdict("undecided (n=3)", change)
     assert judged.settleable(6, family=1) and not judged.settleable(6, family=12)
-    table = [judged, verdicts.Verdict(HELPED, change, 0.01), verdicts.Verdict("cannot act at this budget (x)", change)]
-    assert verdicts.undecided_family(table) == 1  # helped leaves the family; cannot act was never in it
+    table = [
+        verdicts.Verdict("undecided (n=3)", change, 0.2),
+        verdicts.Verdict(SAME, change, 0.9),
+        verdicts.Verdict(HELPED, change, 0.01),
+        verdicts.Verdict("cannot act at this budget (x)", change),
+    ]
+    assert verdicts.undecided_family(table) == 2  # helped leaves the family; cannot act was never in it
+
+
+def test_two_seeds_that_tie_keep_the_images_noise_as_their_spread():
+    """Two seeds whose changes tie exactly (+1 image of 4 each, on different images) still
+    carry each image's seed-to-seed noise: no zero-width seed part, no zero spread."""
+    child = {0: np.array([1, 1, 0, 0], dtype=bool), 1: np.array([0, 1, 1, 0], dtype=bool)}
+    parent = {0: np.array([0, 1, 0, 0], dtype=bool), 1: np.array([0, 0, 1, 0], dtype=bool)}
+    change = measure({0: 0.5, 1: 0.5}, {0: 0.25, 1: 0.25}, correct=(child, parent), bounds=(-1.0, 1.0))
+    assert change.seed_sd > 0 and change.low < change.mean < change.high
+
+
+def test_what_cannot_be_measured_is_not():
+    assert measure({0: float("nan"), 1: 0.5}, {0: 0.4, 1: 0.4}) is None  # a diverged run
+    uneven = ({0: np.ones(5, bool), 1: np.ones(4, bool)}, {0: np.zeros(5, bool), 1: np.zeros(4, bool)})
+    change = measure({0: 1.0, 1: 1.0}, {0: 0.0, 1: 0.1}, correct=uneven, bounds=(-1.0, 1.0))
+    assert change.covers == "seeds" and change.image_floor == 0.0  # images that differ by seed are not paired
