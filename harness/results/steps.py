@@ -15,7 +15,7 @@ import numpy as np
 
 from harness.results.budget import cannot_act
 from harness.results.evidence import Evidence, Member
-from harness.results.verdicts import ROPE, Change, Verdict, measure, verdicts
+from harness.results.verdicts import ROPE, Change, SeedPrior, Verdict, measure, seed_prior, verdicts
 from harness.tracking.names import VAL_CORRECT
 from harness.tracking.protocol import RunStore
 
@@ -36,17 +36,33 @@ def higher_is_better(metric: str) -> bool:
 def judge(store: RunStore, pairs: Sequence[Pair], key: str, *, rope: float = ROPE) -> list[Verdict]:
     """One verdict per pair (a pair missing a side gets an empty `undecided (n=0)`), the
     p-values corrected across all of them."""
-    changes, reasons = [], []
+    measurable = [
+        found is not None and against is not None and key in against.values and key in found.values
+        for found, against in pairs
+    ]
+    reasons = [cannot_act(*pair) if ok else None for pair, ok in zip(pairs, measurable)]
+    acting = [pair for pair, ok, reason in zip(pairs, measurable, reasons) if ok and reason is None]
+    prior = seed_prior([paired_changes(found, against, key) for found, against in acting])
+    changes = []
     with tempfile.TemporaryDirectory(prefix="harness-verdicts-") as tmp:
-        for found, against in pairs:
-            measurable = found is not None and against is not None and key in against.values and key in found.values
-            changes.append(measure_step(store, found, against, key, Path(tmp)) if measurable else None)
-            reasons.append(cannot_act(found, against) if measurable else None)
+        for (found, against), ok in zip(pairs, measurable):
+            changes.append(measure_step(store, found, against, key, Path(tmp), prior) if ok else None)
     return verdicts(changes, reasons, rope=rope, higher_is_better=higher_is_better(key))
 
 
-def measure_step(store: RunStore, found: Evidence, against: Evidence, key: str, folder: Path) -> Optional[Change]:
-    """found minus against on `key`, paired by seed; for accuracy, with each seed's images."""
+def paired_changes(found: Evidence, against: Evidence, key: str) -> np.ndarray:
+    """found minus against on `key` for each seed both have (none where one is not finite:
+    a diverged run is no measurement, as in results.verdicts.measure)."""
+    child, parent = found.by_seed(key), against.by_seed(key)
+    changes = [child[s].metrics[key] - parent[s].metrics[key] for s in sorted(set(child) & set(parent))]
+    return np.array(changes if all(math.isfinite(c) for c in changes) else [])
+
+
+def measure_step(
+    store: RunStore, found: Evidence, against: Evidence, key: str, folder: Path, prior: Optional[SeedPrior] = None
+) -> Optional[Change]:
+    """found minus against on `key`, paired by seed; for accuracy, with each seed's images;
+    the seeds' spread moderated by the table's `prior` (results.verdicts.seed_prior)."""
     child, parent = found.by_seed(key), against.by_seed(key)
     bounds = BOUNDS.get(key, (-math.inf, math.inf))
     if not child or not parent:  # runs that never said their seed: compared unpaired
@@ -56,7 +72,7 @@ def measure_step(store: RunStore, found: Evidence, against: Evidence, key: str, 
     if key in ACCURACY_KEYS:
         correct = (_correctness(store, child, folder), _correctness(store, parent, folder))
     values = ({s: m.metrics[key] for s, m in child.items()}, {s: m.metrics[key] for s, m in parent.items()})
-    return measure(*values, correct=correct, bounds=bounds)
+    return measure(*values, correct=correct, bounds=bounds, prior=prior)
 
 
 def _correctness(store: RunStore, members: dict[int, Member], folder: Path) -> dict[int, np.ndarray]:

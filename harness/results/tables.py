@@ -174,8 +174,9 @@ def mean_over_seeds(mean: Any, std: Any, n: Any) -> str:
 VERDICT, CHANGE, HOLM = "verdict", "change [95% interval]", "p (Holm)"
 CLAIM = "report's claim"
 HOLM_NOTE = (
-    "change: child minus parent, paired by seed; interval: 95%, over the seeds and the validation images "
-    "(README: Verdicts); p (Holm): two-sided, corrected across the steps of this table by Holm's method; "
+    "change: child minus parent, paired by seed; interval: 95%, over the seeds (their spread moderated "
+    "across the steps of this table) and the validation images (README: Verdicts); p (Holm): two-sided, "
+    "corrected across the steps of this table by Holm's method; "
     "no practical difference: the whole interval inside +/-{rope} percentage points."
 )
 
