@@ -252,8 +252,6 @@ def seed_prior(spreads: Sequence[np.ndarray]) -> Optional[SeedPrior]:
     than two steps have a spread; spreads that vary more than chance would make them give a
     prior of few degrees of freedom, which moderates little. d0 is capped at the degrees of
     freedom of the variances fitted: the prior is no surer than the runs behind it."""
-    from scipy.special import chdtri, digamma, polygamma
-
     measured = [(float(np.var(v, ddof=1)), len(v) - 1) for v in spreads if len(v) >= MIN_SEEDS]
     positive = [variance for variance, _ in measured if variance > 0]
     if len(positive) < 2:
@@ -262,12 +260,25 @@ def seed_prior(spreads: Sequence[np.ndarray]) -> Optional[SeedPrior]:
     usable = [(variance, df) for variance, df in measured if variance > tiny]
     if len(usable) < 2:
         return None
-    variances, dfs = np.array([v for v, _ in usable]), np.array([d for _, d in usable], dtype=float)
-    logs = np.log(variances) - digamma(dfs / 2) + np.log(dfs / 2)
+    return fit_prior([v for v, _ in usable], [d for _, d in usable], confidence=PRIOR_CONFIDENCE)
+
+
+def fit_prior(variances: Sequence[float], dfs: Sequence[float], *, confidence: Optional[float]) -> Optional[SeedPrior]:
+    """The scaled inverse chi-square prior of sample variances (each on its degrees of
+    freedom), by limma's fitFDist: the mean and spread of the log variances, less what
+    chance puts into them. `confidence` None gives limma's point estimate of the degrees of
+    freedom; a level, those at that one-sided bound of the log variances' spread (more
+    spread, fewer degrees of freedom). Capped at the sum of `dfs`."""
+    from scipy.special import chdtri, digamma, polygamma
+
+    sizes = np.asarray(dfs, dtype=float)
+    logs = np.log(np.asarray(variances, dtype=float)) - digamma(sizes / 2) + np.log(sizes / 2)
     centre, count = float(logs.mean()), len(logs)
-    spread_bound = (count - 1) * float(np.var(logs, ddof=1)) / float(chdtri(count - 1, PRIOR_CONFIDENCE))
-    excess = spread_bound - float(np.mean(polygamma(1, dfs / 2)))
-    cap = float(dfs.sum())
+    spread = float(np.var(logs, ddof=1))
+    if confidence is not None:
+        spread = (count - 1) * spread / float(chdtri(count - 1, confidence))
+    excess = spread - float(np.mean(polygamma(1, sizes / 2)))
+    cap = float(sizes.sum())
     prior_df = min(2 * _trigamma_inverse(excess), cap) if excess > 0 else cap
     if prior_df <= 0:
         return None

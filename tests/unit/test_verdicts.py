@@ -251,3 +251,14 @@ def test_the_prior_recovers_the_spread_it_was_drawn_from():
     true_variances = 0.0004 * 8 / rng.chisquare(8, 4000)
     prior = verdicts.seed_prior([rng.normal(0.0, np.sqrt(v), 3) for v in true_variances])
     assert prior.df == pytest.approx(8, rel=0.2) and prior.variance == pytest.approx(0.0004, rel=0.1)
+
+
+def test_the_fit_is_limmas_on_limmas_own_example():
+    """squeezeVar(c(0.5, 1.3, 7.8), df=3) in limma (the figures InMoose's port tests against):
+    df.prior 2.830777, var.prior 1.676927, var.post 1.071385, 1.482994, 4.827317."""
+    prior = verdicts.fit_prior([0.5, 1.3, 7.8], [3, 3, 3], confidence=None)
+    assert prior.df == pytest.approx(2.830777, abs=1e-6) and prior.variance == pytest.approx(1.676927, abs=1e-6)
+    posterior = [prior.moderated(v, 3) for v in (0.5, 1.3, 7.8)]
+    assert posterior == pytest.approx([1.071385, 1.482994, 4.827317], abs=1e-6)
+    cautious = verdicts.fit_prior([0.5, 1.3, 7.8], [3, 3, 3], confidence=0.9)
+    assert 0 < cautious.df < prior.df  # the bound lends fewer degrees of freedom, never more
