@@ -15,7 +15,7 @@ import numpy as np
 
 from harness.results.budget import cannot_act
 from harness.results.evidence import Evidence, Member
-from harness.results.verdicts import ROPE, Change, SeedPrior, Verdict, measure, seed_prior, verdicts
+from harness.results.verdicts import ROPE, Change, SeedPrior, Verdict, measure, table_priors, verdicts
 from harness.tracking.names import VAL_CORRECT
 from harness.tracking.protocol import RunStore
 
@@ -41,28 +41,32 @@ def judge(store: RunStore, pairs: Sequence[Pair], key: str, *, rope: float = ROP
         for found, against in pairs
     ]
     reasons = [cannot_act(*pair) if ok else None for pair, ok in zip(pairs, measurable)]
-    acting = [pair for pair, ok, reason in zip(pairs, measurable, reasons) if ok and reason is None]
-    prior = seed_prior([paired_changes(found, against, key) for found, against in acting])
+    spreads = [
+        paired_changes(*pair, key) if ok and reason is None else np.array([])
+        for pair, ok, reason in zip(pairs, measurable, reasons)
+    ]
     changes = []
     with tempfile.TemporaryDirectory(prefix="harness-verdicts-") as tmp:
-        for (found, against), ok in zip(pairs, measurable):
+        for (found, against), ok, prior in zip(pairs, measurable, table_priors(spreads)):
             changes.append(measure_step(store, found, against, key, Path(tmp), prior) if ok else None)
     return verdicts(changes, reasons, rope=rope, higher_is_better=higher_is_better(key))
 
 
 def paired_changes(found: Evidence, against: Evidence, key: str) -> np.ndarray:
-    """found minus against on `key` for each seed both have (none where one is not finite:
-    a diverged run is no measurement, as in results.verdicts.measure)."""
+    """found minus against on `key` for each seed both have (none where any run of either
+    side is not finite: a diverged run is no measurement, as in results.verdicts.measure)."""
     child, parent = found.by_seed(key), against.by_seed(key)
-    changes = [child[s].metrics[key] - parent[s].metrics[key] for s in sorted(set(child) & set(parent))]
-    return np.array(changes if all(math.isfinite(c) for c in changes) else [])
+    if not all(math.isfinite(m.metrics[key]) for m in (*child.values(), *parent.values())):
+        return np.array([])
+    return np.array([child[s].metrics[key] - parent[s].metrics[key] for s in sorted(set(child) & set(parent))])
 
 
 def measure_step(
     store: RunStore, found: Evidence, against: Evidence, key: str, folder: Path, prior: Optional[SeedPrior] = None
 ) -> Optional[Change]:
     """found minus against on `key`, paired by seed; for accuracy, with each seed's images;
-    the seeds' spread moderated by the table's `prior` (results.verdicts.seed_prior)."""
+    the seeds' spread moderated by the `prior` the table's other steps lend it
+    (results.verdicts.table_priors)."""
     child, parent = found.by_seed(key), against.by_seed(key)
     bounds = BOUNDS.get(key, (-math.inf, math.inf))
     if not child or not parent:  # runs that never said their seed: compared unpaired
