@@ -269,3 +269,14 @@ def test_the_fit_is_limmas_on_limmas_own_example():
     assert posterior == pytest.approx([1.071385, 1.482994, 4.827317], abs=1e-6)
     cautious = verdicts.fit_prior([0.5, 1.3, 7.8], [3, 3, 3], confidence=0.9)
     assert 0 < cautious.df < prior.df  # the bound lends fewer degrees of freedom, never more
+
+
+def test_extreme_values_give_sound_figures_or_no_prior():
+    low, high, p = verdicts.t_plus_normal(1e300, 1e298, 3.0, 1e298)
+    assert low < 1e300 < high and p < 1e-3
+    low, high, p = verdicts.t_plus_normal(1e-12, 1e-12, 3.0, 1e-12)
+    assert -1e-11 < low < 1e-12 < high < 1e-11 and 0.3 < p <= 1
+    for tiny in ([1e-320, 3e-320, 2e-320, 5e-321], [5e-324] * 4):
+        prior = verdicts.fit_prior(tiny, [1, 1, 1, 1], confidence=0.9)
+        assert prior is None or (0 < prior.variance < np.inf and prior.fits(1e-320, 1) in (True, False))
+    assert verdicts.seed_prior([np.array([0.1, 0.1])] * 6) is None  # ties are no spread to lend
