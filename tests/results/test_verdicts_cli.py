@@ -1,7 +1,9 @@
 """Verdicts through the real command line on digits: a history built so that one step helps
 (Adam over a deliberately weak SGD), one changes nothing (a key Adam ignores), one cannot
-act (early stopping whose patience outlasts the epochs), and one is unclear at two seeds
-(a lower learning rate). `harness study --seeds auto` decides the clear steps at two seeds and spends
+act (early stopping whose patience outlasts the epochs), one is unclear at two seeds (a
+lower learning rate), and three ordinary steps give the table enough spreads to lend each
+step degrees of freedom (with Student's t on one, the two seeds of the clear step, 4 pp
+apart, did not decide it). `harness study --seeds auto` decides the clear steps at two seeds and spends
 more only on the unclear one, never past --max-seeds; the table keeps its intervals in
 [-1, 1] and its Holm column at or above the raw p; ablate and the study run say the same."""
 
@@ -25,7 +27,12 @@ HISTORY = {
     "optimizer: {name: sgd, learning_rate: 1.0e-6}\ntraining: {epochs: 2, batch_size: 32, deterministic: true}\n",
     "adam": "extends: weak\ndescription: Adam.\noptimizer: {name: adam, learning_rate: 0.01}\n",
     "adam_noop": "extends: adam\ndescription: A momentum Adam ignores.\noptimizer: {momentum: 0.5}\n",
-    "adam_es": "extends: adam_noop\ndescription: Early stopping that cannot fire in 2 epochs.\n"
+    # Three ordinary steps: with their spreads beside the others', the table has enough steps to
+    # lend each one degrees of freedom (results.verdicts.table_priors needs four others).
+    "adam_b16": "extends: adam_noop\ndescription: Smaller batches.\ntraining: {batch_size: 16}\n",
+    "adam_f12": "extends: adam_b16\ndescription: More filters.\nmodel: {blocks: [{filters: 12, convs: 1}]}\n",
+    "adam_b64": "extends: adam_f12\ndescription: Larger batches.\ntraining: {batch_size: 64}\n",
+    "adam_es": "extends: adam_b64\ndescription: Early stopping that cannot fire in 2 epochs.\n"
     "training: {early_stopping: {patience: 5}}\n",
     # Five times slower than Adam's 0.01 at 2 epochs: worse, by how much the seeds disagree.
     "adam_slow": "extends: adam_es\ndescription: A lower learning rate.\noptimizer: {learning_rate: 0.002}\n",
