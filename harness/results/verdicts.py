@@ -24,14 +24,14 @@ the 95% interval at +/-12.7 standard errors), but a table has a dozen steps whos
 seed-to-seed spreads are alike: their sample variances are moderated together, the
 empirical Bayes of limma (Smyth 2004, Statistical Applications in Genetics and Molecular
 Biology 3:3, `squeezeVar`): a scaled inverse chi-square prior fitted to the other steps'
-variances (`table_priors`, `seed_prior`, made cautious there), each
-step's variance limma's moderated (posterior) variance on d0 + n - 1 degrees of freedom. A
-step with fewer than MIN_PRIOR_STEPS others gets no prior, nor a step whose spread the
-prior calls improbable (OUTLIER_LEVEL), nor runs that never differ.
+variances (`table_priors`; made cautious in `seed_prior`), each step's variance limma's
+moderated (posterior) variance on d0 + n - 1 degrees of freedom. A step with fewer than
+MIN_PRIOR_STEPS others gets no prior, nor a step whose spread the prior calls improbable
+(OUTLIER_LEVEL), nor runs that never differ.
 
 The interval is the 2.5th and 97.5th percentiles of their sum (t_plus_normal), clipped to
-the metric's possible range; p is twice the smaller tail beyond zero; p (Holm) corrects it across the
-steps of one table (Holm 1979; the same figures as statsmodels' multipletests, checked by
+the metric's possible range; p is twice the smaller tail beyond zero; p (Holm) corrects it
+across the steps of one table (Holm 1979; the same figures as statsmodels' multipletests, checked by
 tests/unit/test_verdicts.py, without statsmodels' two seconds of import). A step is decided
 `helped` or `hurt` when its Holm-corrected p is under 0.05 and its whole interval lies beyond
 the ROPE on that side; `no practical difference` when its whole interval lies inside the
@@ -77,7 +77,7 @@ class Change:
     covers: str  # "seeds and validation images", "seeds", "validation images (one seed)"
     image_floor: float = 0.0  # half-width of the images' part alone: no number of seeds narrows it
     seed_sd: Optional[float] = None  # standard deviation of the per-seed changes (two seeds or more)
-    prior_df: float = 0.0  # degrees of freedom the table's other steps lent seed_sd (seed_prior)
+    prior_df: float = 0.0  # degrees of freedom the table's other steps lent seed_sd (table_priors)
 
 
 @dataclass(frozen=True)
@@ -156,8 +156,8 @@ def measure(
     """The change child - parent of a metric given per seed on each side. Seeds both sides
     share are paired; without a shared seed the sides are compared unpaired. `correct`, the
     per-image correctness of each side's runs by seed (accuracy only), adds the uncertainty of
-    the validation sample; `prior`, the table's (seed_prior), moderates the paired seeds'
-    spread. None when there is nothing to compare."""
+    the validation sample; `prior`, what the table's other steps lend (table_priors),
+    moderates the paired seeds' spread. None when there is nothing to compare."""
     if not all(math.isfinite(v) for v in (*child.values(), *parent.values())):
         return None  # a diverged run's NaN is no measurement (nor the smallest p of a table)
     paired = sorted(set(child) & set(parent))
@@ -251,24 +251,17 @@ def table_priors(spreads: Sequence[np.ndarray]) -> list[Optional[SeedPrior]]:
 
 
 def seed_prior(spreads: Sequence[np.ndarray]) -> Optional[SeedPrior]:
-    """The prior a table's steps lend each other's seed spread, from each step's paired
-    per-seed changes (`spreads`, one array a step; those of fewer than two seeds, or that
-    never differ, add nothing): limma's fitFDist without covariate (Smyth 2004, section 6.2),
-    the moments of log variances, made cautious: limma's point estimate of the prior's
-    degrees of freedom d0 trusts a dozen steps of one or two degrees of freedom each too
-    far (on simulated tables whose steps' spreads differ as the CIFAR-10 bench's do, 1.2-3.6
-    pp, it let 8% of null tables call a step helped or hurt, against Holm's 5%), so d0 is
-    taken from the one-sided PRIOR_CONFIDENCE upper bound of the log variances' spread (a
-    chi-square bound, as for a normal sample) rather than its estimate. None where fewer
-    than two steps have a spread; spreads that vary more than chance would make them give a
-    prior of few degrees of freedom, which moderates little. d0 is capped at the degrees of
-    freedom of the variances fitted: the prior is no surer than the runs behind it."""
+    """The prior some steps lend another's seed spread, from each step's paired per-seed
+    changes (`spreads`, one array a step; those of fewer than two seeds, or that never
+    differ, add nothing): fit_prior at PRIOR_CONFIDENCE, limma's fitFDist made cautious
+    (its point estimate of d0 trusts a dozen steps of one or two degrees of freedom each too
+    far: README, Verdicts). None with fewer than MIN_PRIOR_STEPS spreads."""
     measured = [(float(np.var(v, ddof=1)), len(v) - 1) for v in spreads if len(v) >= MIN_SEEDS]
-    positive = [variance for variance, _ in measured if variance > 0 and math.isfinite(variance)]
-    if len(positive) < MIN_PRIOR_STEPS:
+    measured = [(variance, df) for variance, df in measured if 0 < variance < math.inf]
+    if len(measured) < MIN_PRIOR_STEPS:
         return None
-    tiny = 1e-5 * float(np.median(positive))  # limma's guard: a tie is not a measured spread
-    usable = [(variance, df) for variance, df in measured if tiny < variance < math.inf]
+    tiny = 1e-5 * float(np.median([variance for variance, _ in measured]))  # limma's guard: a tie is no spread
+    usable = [(variance, df) for variance, df in measured if variance > tiny]
     if len(usable) < MIN_PRIOR_STEPS:
         return None
     return fit_prior([v for v, _ in usable], [d for _, d in usable], confidence=PRIOR_CONFIDENCE)
