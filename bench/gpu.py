@@ -3,13 +3,16 @@ a plain Keras-on-JAX script, on the CIFAR-10 training images. Run by bench/gpu.s
 
     python bench/gpu.py --data /tmp/cifar --out $OUT [--tiny]
 
-(a) `harness run-ablation final` on the whole pool (its own 20% test split carved off, the
-rest split 90/10 into train and validation), up to the entry's 100 epochs with its early
-stopping, then `harness select` (one test) and `harness report`; (b) the same model written
-as a plain Keras script, on the same arrays, for 5 epochs. Prints the device, images/s per
-epoch of both, epochs run, best validation and test accuracy, wall times; copies the MLflow
-store (without model files) and the report to --out. --tiny: 600 images, 2 epochs (a dry run
-of the whole script on any machine).
+(a) the report's final model written as a plain Keras script, on the same arrays, for 5 epochs
+(its own process, so that each process has the GPU to itself); (b) `harness run-ablation final`
+on the whole pool (its own 20% test split carved off, the rest split 90/10 into train and
+validation), up to the entry's 100 epochs with its early stopping, then `harness select` (one
+test) and `harness report`. A device call may run 10 minutes: if (a)'s epoch times say the
+entry's epochs would not fit --budget-seconds, (b) runs with `--epochs N` for the N that fits,
+and says so. Prints the device, images/s per epoch of both, epochs run, best validation and
+test accuracy, wall times; writes summary.json after each stage (a call cut short still
+returns what it measured) and copies the MLflow store (without model files) and the report to
+--out. --tiny: 600 images, 2 epochs (a dry run of the whole script on any machine).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -28,15 +32,28 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def harness(project: Path, *args: str) -> subprocess.CompletedProcess:
+def harness(project: Path, *args: str, timeout: float | None = None) -> bool:
+    """Runs the harness command; False when it ran past timeout and was stopped with Ctrl-C
+    (SIGINT: the harness ends its run KILLED, with the epochs it finished logged)."""
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "harness", *args], cwd=project, text=True, capture_output=True)
-    print(f"$ harness {' '.join(args)}  ({time.perf_counter() - started:.0f} s, exit {result.returncode})", flush=True)
-    tail = "\n".join(line for line in result.stdout.splitlines() if not line.startswith(("Epoch ", " ")))[-2500:]
-    print(tail + ("\n" + result.stderr[-1500:] if result.returncode else ""), flush=True)
-    if result.returncode != 0:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", *args], cwd=project, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+        finished = True
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+        finished = False
+    elapsed = time.perf_counter() - started
+    stopped = "" if finished else f", stopped at its {timeout:.0f} s limit"
+    print(f"$ harness {' '.join(args)}  ({elapsed:.0f} s, exit {process.returncode}{stopped})", flush=True)
+    tail = "\n".join(line for line in stdout.splitlines() if not line.startswith(("Epoch ", " ")))[-2500:]
+    print(tail + ("\n" + stderr[-1500:] if process.returncode else ""), flush=True)
+    if finished and process.returncode != 0:
         raise SystemExit(f"harness {args[0]} failed")
-    return result
+    return finished
 
 
 def device_line() -> str:
@@ -47,17 +64,20 @@ def device_line() -> str:
     return f"JAX {jax.__version__} on {jax.default_backend()}: {len(devices)} x {kinds}"
 
 
-def plain_keras(data_dir: str, subset_args: list[str], epochs: int, precision: str) -> dict:
-    """The final model as a plain Keras script (float arrays in, model.fit), same split."""
+def plain_keras(data_dir: str, subset_args: list[str], epochs: int) -> dict:
+    """The final model as a plain Keras script (float arrays in, model.fit), same split, at the
+    precision the harness resolves for this machine."""
     import keras
     import numpy as np
 
     from harness.data import sources as data
     from harness.entries.registry import Registry
+    from harness.training.device import resolve_precision
 
     spec = Registry(REPO).resolve("final", [f"data.source=folder:{data_dir}", *subset_args]).spec
     d = spec.data
     dataset = data.load(d.source, d.val_fraction, d.subset, d.seed)
+    precision = resolve_precision(spec)
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
     layers = keras.layers
@@ -98,6 +118,10 @@ def plain_keras(data_dir: str, subset_args: list[str], epochs: int, precision: s
     rates = [len(x) / s for s in seconds]
     return {
         "images_per_second": rates,
+        "epoch_seconds": seconds,
+        "precision": precision,
+        "entry_epochs": spec.training.epochs,
+        "device": device_line(),
         "best_val_accuracy": max(history.history["val_accuracy"]),
         "train_images": len(x),
     }
@@ -110,21 +134,41 @@ def harness_epochs(project: Path) -> dict:
     from harness.tracking.uri import default_tracking_uri
 
     client = MlflowClient(default_tracking_uri(project))
-    experiment = next(e for e in client.search_experiments() if e.name != "Default")
-    (run,) = client.search_runs([experiment.experiment_id], "tags.`harness.kind` = 'run'")
-    (final,) = client.search_runs([experiment.experiment_id], "tags.`harness.kind` = 'final'")
+    experiment = next((e for e in client.search_experiments() if e.name != "Default"), None)
+    if experiment is None:  # stopped before the store was opened
+        return {"images_per_second": [], "epochs_run": 0, "status": None}
+    runs = client.search_runs([experiment.experiment_id], "tags.`harness.kind` = 'run'")
+    if not runs:  # stopped before its run began
+        return {"images_per_second": [], "epochs_run": 0, "status": None}
+    (run,) = runs
+    finals = client.search_runs([experiment.experiment_id], "tags.`harness.kind` = 'final'")
     seconds = [
         p.value for p in sorted(client.get_metric_history(run.info.run_id, "epoch_seconds"), key=lambda p: p.step)
     ]
     train = json.loads(client.get_run(run.info.run_id).inputs.dataset_inputs[0].dataset.profile)["num_rows"]
     return {
         "images_per_second": [train / s for s in seconds],
-        "epochs_run": int(run.data.metrics["epochs_run"]),
-        "best_val_accuracy": run.data.metrics["best_val_accuracy"],
-        "test_accuracy": final.data.metrics["test_accuracy"],
+        "status": run.info.status,
+        "epochs_run": len(seconds),
+        "best_val_accuracy": run.data.metrics.get("best_val_accuracy"),
+        "test_accuracy": finals[0].data.metrics["test_accuracy"] if finals else None,
         "precision": run.data.tags.get("harness.resolved.precision"),
         "train_images": train,
     }
+
+
+def epochs_that_fit(plain: dict, seconds_left: float, entry_epochs: int) -> int:
+    """How many harness epochs fit in seconds_left, from the plain script's epoch times: the
+    first epoch's extra (compilation) once, then the slowest later epoch with a 30% margin."""
+    later = plain["epoch_seconds"][1:] or plain["epoch_seconds"]
+    compile_seconds = max(0.0, plain["epoch_seconds"][0] - min(later))
+    fit = int((seconds_left - compile_seconds) / (1.3 * max(later)))
+    return max(1, min(entry_epochs, fit))
+
+
+def write_summary(out: Path, summary: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
 def main() -> None:
@@ -133,59 +177,85 @@ def main() -> None:
     parser.add_argument("--out", default=os.environ.get("OUT", "/tmp/gpu-out"))
     parser.add_argument("--tiny", action="store_true", help="600 images, 2 epochs: a dry run of the whole script")
     parser.add_argument("--plain-epochs", type=int, default=5)
+    parser.add_argument(
+        "--budget-seconds", type=float, default=480, help="this script's wall time: a device call may run 600 s"
+    )
+    parser.add_argument("--plain-only", metavar="JSON", help=argparse.SUPPRESS)  # (a) in its own process
     args = parser.parse_args()
+    subset_args = ["data.subset=600"] if args.tiny else []
+    if args.plain_only:
+        plain = plain_keras(args.data, subset_args, 2 if args.tiny else args.plain_epochs)
+        Path(args.plain_only).write_text(json.dumps(plain))
+        return
     started = time.perf_counter()
-    print(device_line(), flush=True)
+    out = Path(args.out)
+    summary: dict = {}
+
+    plain_json = Path("/tmp/gpu-plain.json")
+    command = [sys.executable, __file__, "--data", args.data, "--plain-only", str(plain_json)]
+    subprocess.run(command + (["--tiny"] if args.tiny else []), check=True)
+    plain = json.loads(plain_json.read_text())
+    summary.update(device=plain["device"], plain=plain)
+    write_summary(out, summary)
+    print(plain["device"], flush=True)
+    print(f"plain Keras on JAX: images/s per epoch {', '.join(f'{r:.0f}' for r in plain['images_per_second'])}")
+
     project = Path("/tmp/gpu-project")
     shutil.rmtree(project, ignore_errors=True)
     project.mkdir(parents=True)
     shutil.copytree(REPO / "ablations", project / "ablations")
     source = ["--dataset", f"folder:{args.data}"]
-    subset = ["--set", "data.subset=600", "--epochs", "2"] if args.tiny else []
+    entry_epochs = 2 if args.tiny else plain["entry_epochs"]
+    reserve = 120  # the run's own evaluation and logging, select, report and the copies
+    epochs = epochs_that_fit(plain, args.budget_seconds - (time.perf_counter() - started) - reserve, entry_epochs)
+    scope = ["--subset", "600", "--epochs", str(epochs)] if args.tiny else ["--epochs", str(epochs)]
+    summary["harness_epoch_cap"] = None if epochs == entry_epochs else epochs
+    if epochs < entry_epochs:
+        print(f"the entry's {entry_epochs} epochs would not fit the call: capped at {epochs} (--epochs)", flush=True)
     train_started = time.perf_counter()
-    harness(project, "run-ablation", "final", *source, *subset)
+    subset = ["--set", "data.subset=600"] if args.tiny else []
+    limit = max(10.0, args.budget_seconds - (time.perf_counter() - started) - 60)
+    finished = harness(project, "run-ablation", "final", *source, *subset, "--epochs", str(epochs), timeout=limit)
     harness_seconds = time.perf_counter() - train_started
-    scope = ["--subset", "600", "--epochs", "2"] if args.tiny else []
-    harness(project, "select", "final", *source, *scope)
-    harness(project, "report", "--format", "html", *source, *scope, "--out", str(project / "report.html"))
+    if finished:
+        harness(project, "select", "final", *source, *scope)
+        harness(project, "report", "--format", "html", *source, *scope, "--out", str(project / "report.html"))
+        shutil.copy(project / "report.html", out / "report.html")
     ours = harness_epochs(project)
-    plain = plain_keras(
-        args.data, ["data.subset=600"] if args.tiny else [], 2 if args.tiny else args.plain_epochs, ours["precision"]
-    )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(project / "report.html", out / "report.html")
     with tarfile.open(out / "mlruns.tar.gz", "w:gz") as archive:
         archive.add(
             project / "mlruns",
             "mlruns",
             filter=lambda m: None if "model" in Path(m.name).name or "backups" in m.name else m,
         )
-    summary = {
-        "device": device_line(),
-        "harness": ours,
-        "plain": plain,
-        "harness_seconds": harness_seconds,
-        "wall_seconds": time.perf_counter() - started,
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary.update(harness=ours, harness_seconds=harness_seconds, wall_seconds=time.perf_counter() - started)
+    write_summary(out, summary)
     fastest = lambda rates: max(rates[1:] or rates)  # noqa: E731 - the first epoch compiles
     print(f"\n{summary['device']}")
+    if not ours["images_per_second"]:
+        raise SystemExit("the harness run finished no epoch inside the budget")
     print(
         f"harness: {ours['train_images']} train images, precision {ours['precision']}, {ours['epochs_run']} epochs in "
         f"{harness_seconds:.0f} s (run-ablation, start to end); images/s per epoch "
         f"{', '.join(f'{r:.0f}' for r in ours['images_per_second'])}"
     )
-    print(f"plain Keras on JAX: images/s per epoch {', '.join(f'{r:.0f}' for r in plain['images_per_second'])}")
+    print(
+        f"plain Keras on JAX, precision {plain['precision']}: images/s per epoch "
+        f"{', '.join(f'{r:.0f}' for r in plain['images_per_second'])}"
+    )
     ours_best, plain_best = fastest(ours["images_per_second"]), fastest(plain["images_per_second"])
     print(
         f"fastest epoch after the first: harness {ours_best:.0f} images/s, plain {plain_best:.0f} "
         f"(ratio {ours_best / plain_best:.3f})"
     )
-    print(
-        f"best val_accuracy {ours['best_val_accuracy']:.4f}; test accuracy {ours['test_accuracy']:.4f} "
-        f"(the report: 0.8963); wall time {summary['wall_seconds']:.0f} s"
-    )
+    capped = f", capped at {epochs} epochs to fit the call" if summary["harness_epoch_cap"] else ""
+    if not finished:
+        print(f"the run was stopped at the budget after {ours['epochs_run']} epochs (status {ours['status']})")
+    else:
+        print(
+            f"best val_accuracy {ours['best_val_accuracy']:.4f}; test accuracy {ours['test_accuracy']:.4f} "
+            f"(the report: 0.8963{capped}); wall time {summary['wall_seconds']:.0f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 # wheels bench/gpu_wheels.sh carried in .whl/, unpacks the CIFAR-10 copy carried in .data/,
 # and runs bench/gpu.py with Keras on JAX. Extra arguments go to bench/gpu.py (--tiny: a
 # dry run of the whole script, on any machine).
-#   device: run(command="bash bench/gpu.sh", carry=[".whl", ".data"], timeout_s=560)
+#   device: run(command="bash bench/gpu.sh", carry=[".whl", ".data"], timeout_s=590)
+# bench/gpu.py keeps itself to --budget-seconds (480 by default) and tees its output to $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -12,4 +13,7 @@ PYTHON="${PYTHON:-python3}"
 export PYTHONPATH="/tmp/site:$PWD" KERAS_BACKEND=jax PYTHONUNBUFFERED=1 HARNESS_CACHE=/tmp/harness-cache
 mkdir -p /tmp/cifar
 [ -d /tmp/cifar/train ] || tar xzf .data/cifar10-train-jpg.tar.gz -C /tmp/cifar
-"$PYTHON" bench/gpu.py --data /tmp/cifar --out "${OUT:-/tmp/gpu-out}" "$@"
+OUT_DIR="${OUT:-/tmp/gpu-out}"
+mkdir -p "$OUT_DIR"
+echo "set up (wheels, CIFAR-10 unpacked) in ${SECONDS} s"
+"$PYTHON" bench/gpu.py --data /tmp/cifar --out "$OUT_DIR" "$@" 2>&1 | tee "$OUT_DIR/gpu.log"
