@@ -64,6 +64,30 @@ def device_line() -> str:
     return f"JAX {jax.__version__} on {jax.default_backend()}: {len(devices)} x {kinds}"
 
 
+def final_model(input_shape: tuple, num_classes: int, augment: bool = True):
+    """The report's final model, layer by layer, as a plain Keras Sequential."""
+    import keras
+
+    layers = keras.layers
+    augmentation = [layers.RandomTranslation(0.05, 0.05), layers.RandomFlip("horizontal")] if augment else []
+    model = keras.Sequential([keras.Input(input_shape), *augmentation])
+    for filters, dropout in ((64, 0.1), (128, 0.2), (256, 0.5)):
+        for _ in range(2):
+            model.add(layers.Conv2D(filters, 3, padding="same"))
+            model.add(layers.BatchNormalization())
+            model.add(layers.Activation("relu"))
+        model.add(layers.MaxPooling2D(2))
+        model.add(layers.Dropout(dropout))
+    model.add(layers.Flatten())
+    model.add(layers.Dense(128, kernel_regularizer=keras.regularizers.L2(0.005)))
+    model.add(layers.BatchNormalization())
+    model.add(layers.Activation("relu"))
+    model.add(layers.Dropout(0.4))
+    model.add(layers.Dense(num_classes))
+    model.add(layers.Activation("softmax", dtype="float32"))
+    return model
+
+
 def plain_keras(data_dir: str, subset_args: list[str], epochs: int) -> dict:
     """The final model as a plain Keras script (float arrays in, model.fit), same split, at the
     precision the harness resolves for this machine."""
@@ -80,24 +104,7 @@ def plain_keras(data_dir: str, subset_args: list[str], epochs: int) -> dict:
     precision = resolve_precision(spec)
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
-    layers = keras.layers
-    model = keras.Sequential(
-        [keras.Input(dataset.input_shape), layers.RandomTranslation(0.05, 0.05), layers.RandomFlip("horizontal")]
-    )
-    for filters, dropout in ((64, 0.1), (128, 0.2), (256, 0.5)):
-        for _ in range(2):
-            model.add(layers.Conv2D(filters, 3, padding="same"))
-            model.add(layers.BatchNormalization())
-            model.add(layers.Activation("relu"))
-        model.add(layers.MaxPooling2D(2))
-        model.add(layers.Dropout(dropout))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(128, kernel_regularizer=keras.regularizers.L2(0.005)))
-    model.add(layers.BatchNormalization())
-    model.add(layers.Activation("relu"))
-    model.add(layers.Dropout(0.4))
-    model.add(layers.Dense(dataset.num_classes))
-    model.add(layers.Activation("softmax", dtype="float32"))
+    model = final_model(dataset.input_shape, dataset.num_classes)
     model.compile(
         optimizer=keras.optimizers.Adam(), loss=keras.losses.CategoricalFocalCrossentropy(), metrics=["accuracy"]
     )
@@ -157,6 +164,32 @@ def harness_epochs(project: Path) -> dict:
     }
 
 
+def probe(seconds_per_variant: float = 20) -> None:
+    """Where JAX runs and how fast the final model trains there on random uint8-range images,
+    with and without its augmentation layers: the check for a call that ran at CPU speed."""
+    import jax
+    import keras
+    import numpy as np
+
+    print(device_line(), f"JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS')}", flush=True)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (2048, 32, 32, 3)).astype(np.float32) / 255.0
+    y = keras.utils.to_categorical(rng.integers(0, 10, 2048), 10)
+    for precision in ("mixed_bfloat16", "float32"):
+        for augment in (True, False):
+            keras.mixed_precision.set_global_policy(precision)
+            model = final_model((32, 32, 3), 10, augment)
+            model.compile(optimizer="adam", loss="categorical_crossentropy")
+            model.fit(x[:256], y[:256], batch_size=128, epochs=1, verbose=0)  # compile
+            started, images = time.perf_counter(), 0
+            while time.perf_counter() - started < seconds_per_variant / 2 and images < 4 * len(x):
+                model.fit(x, y, batch_size=128, epochs=1, verbose=0)
+                images += len(x)
+            rate = images / (time.perf_counter() - started)
+            print(f"{precision}, augmentation {'on' if augment else 'off'}: {rate:.0f} images/s", flush=True)
+    print(jax.devices()[0].platform, flush=True)
+
+
 def epochs_that_fit(plain: dict, seconds_left: float, entry_epochs: int) -> int:
     """How many harness epochs fit in seconds_left, from the plain script's epoch times: the
     first epoch's extra (compilation) once, then the slowest later epoch with a 30% margin."""
@@ -181,7 +214,11 @@ def main() -> None:
         "--budget-seconds", type=float, default=480, help="this script's wall time: a device call may run 600 s"
     )
     parser.add_argument("--plain-only", metavar="JSON", help=argparse.SUPPRESS)  # (a) in its own process
+    parser.add_argument("--probe", action="store_true", help="where JAX runs and the model's speed on random data")
     args = parser.parse_args()
+    if args.probe:
+        probe()
+        return
     subset_args = ["data.subset=600"] if args.tiny else []
     if args.plain_only:
         plain = plain_keras(args.data, subset_args, 2 if args.tiny else args.plain_epochs)
