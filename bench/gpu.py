@@ -88,9 +88,10 @@ def final_model(input_shape: tuple, num_classes: int, augment: bool = True):
     return model
 
 
-def plain_keras(data_dir: str, subset_args: list[str], epochs: int) -> dict:
+def plain_keras(data_dir: str, subset_args: list[str], epochs: int, deadline_seconds: float) -> dict:
     """The final model as a plain Keras script (float arrays in, model.fit), same split, at the
-    precision the harness resolves for this machine."""
+    precision the harness resolves for this machine; no epoch starts after deadline_seconds."""
+    started = time.perf_counter()
     import keras
     import numpy as np
 
@@ -118,6 +119,8 @@ def plain_keras(data_dir: str, subset_args: list[str], epochs: int) -> dict:
 
         def on_epoch_end(self, epoch, logs=None):
             seconds.append(time.perf_counter() - self.start)
+            if time.perf_counter() - started > deadline_seconds:
+                self.model.stop_training = True
 
     xv = dataset.val.x.astype(np.float32) / 255.0
     yv = keras.utils.to_categorical(dataset.val.y, dataset.num_classes)
@@ -221,7 +224,9 @@ def main() -> None:
         return
     subset_args = ["data.subset=600"] if args.tiny else []
     if args.plain_only:
-        plain = plain_keras(args.data, subset_args, 2 if args.tiny else args.plain_epochs)
+        share = 0.4  # of the budget for the baseline: the harness run is what the call is for
+        deadline = float("inf") if args.tiny else share * args.budget_seconds  # a dry run runs every epoch
+        plain = plain_keras(args.data, subset_args, 2 if args.tiny else args.plain_epochs, deadline)
         Path(args.plain_only).write_text(json.dumps(plain))
         return
     started = time.perf_counter()
@@ -230,6 +235,7 @@ def main() -> None:
 
     plain_json = Path("/tmp/gpu-plain.json")
     command = [sys.executable, __file__, "--data", args.data, "--plain-only", str(plain_json)]
+    command += ["--budget-seconds", str(args.budget_seconds)]
     subprocess.run(command + (["--tiny"] if args.tiny else []), check=True)
     plain = json.loads(plain_json.read_text())
     summary.update(device=plain["device"], plain=plain)
