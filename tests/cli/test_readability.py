@@ -202,12 +202,18 @@ def test_a_server_says_ready_once_it_answers_and_leaves_nothing_when_stopped(pro
     assert process.wait(timeout=60) == code
     if sig == signal.SIGINT:
         assert "Ctrl-C: stopping the server" in process.stderr.read()  # not training's "next safe point"
-    deadline = time.monotonic() + 10  # the watchdog looks twice a second
-    while time.monotonic() < deadline and _survivors(port):
+    # The watchdog looks twice a second. A dying process's command line empties before its
+    # sockets close, so wait for both: no process named for the port, and nothing answering.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (_survivors(port) or _answers(port)):
         time.sleep(0.2)
-    with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", port)) != 0, "the server still answers"
+    assert not _answers(port), "the server still answers"
     assert not _survivors(port)
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _survivors(port: int) -> list[str]:
