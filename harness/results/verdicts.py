@@ -59,7 +59,7 @@ MIN_SEEDS = 2  # a verdict needs two seeds a side: one seed says nothing of trai
 MIN_PRIOR_STEPS = 4  # fewer other steps than four lend nothing: with three, unlike spreads broke Holm's 5%
 PRIOR_CONFIDENCE = 0.9  # the prior lends only the degrees of freedom the steps' spreads support at 90% confidence
 OUTLIER_LEVEL = 0.2  # a step spreading in the top 20% of what the others predict keeps its own (they under-covered)
-FUTILITY_ERRORS = 1.0  # --seeds auto stops a step that, one standard error more decisive, still would not be decided
+FUTILITY_CHANCE = 0.10  # --seeds auto stops a step under a 10% chance of a decision at the cap (2 seeds: the old reach)
 
 HELPED, HURT, SAME = "helped", "hurt", "no practical difference"
 CANNOT_ACT = "cannot act at this budget"
@@ -115,18 +115,29 @@ class Verdict:
         return self.word in (HELPED, HURT, SAME)
 
     def settleable(self, max_seeds: int, *, rope: float = ROPE, family: int = 1) -> bool:
-        """Whether seeds up to `max_seeds` could still decide an undecided step: the futility
-        check of a sequential design. Projected to the cap, its interval is the seed part
-        shrunk to `max_seeds` (at the seed spread measured so far) plus the images' part,
-        which no number of seeds narrows. The step is worth more seeds while a change one
-        standard error further from zero than measured would clear the ROPE by that
-        half-width and zero by Holm's margin (its level shared among the `family` steps of
-        the table still undecided), or one that much nearer zero would fit inside the ROPE.
-        Fewer than two seeds say nothing of the spread: such a step always gets another."""
+        """Whether seeds up to `max_seeds` could still decide an undecided step: its
+        decision_chance is FUTILITY_CHANCE or more. Fewer than two seeds say nothing of the
+        spread: such a step always gets another."""
+        chance = self.decision_chance(max_seeds, rope=rope, family=family)
+        return chance is None or chance >= FUTILITY_CHANCE
+
+    def decision_chance(self, max_seeds: int, *, rope: float = ROPE, family: int = 1) -> Optional[float]:
+        """The predictive power of the seeds still to come (Spiegelhalter, Freedman &
+        Blackburn 1986, Controlled Clinical Trials 7:8): the chance that, at `max_seeds`, the
+        step is decided, averaged over what its change may yet turn out to be. The seeds to
+        come move the mean change, from the one measured, by the seeds' sd times
+        sqrt(1/n - 1/max_seeds) (normal, at the measured sd); the images' part does not move
+        it, the images are the same. At the cap the interval is the seed part shrunk to
+        `max_seeds` plus the images' part, which no number of seeds narrows; decided is
+        beyond the ROPE by that half-width and beyond zero by Holm's margin (its level shared
+        among the `family` steps still undecided), or inside the ROPE. 0.0 at or past the cap;
+        None below two seeds (nothing is known of the spread yet)."""
         change = self.change
-        if change is None or change.n < MIN_SEEDS or change.seed_sd is None or change.n >= max_seeds:
-            return change is None or change.n < max_seeds
-        from scipy.special import stdtrit
+        if change is None or change.n < MIN_SEEDS or change.seed_sd is None:
+            return None if change is None or change.n < max_seeds else 0.0
+        if change.n >= max_seeds:
+            return 0.0
+        from scipy.special import ndtr, stdtrit
 
         z = NormalDist().inv_cdf(0.5 + LEVEL / 2)
 
@@ -135,11 +146,18 @@ class Verdict:
             seed_half = quantile * change.seed_sd / math.sqrt(max_seeds)
             return math.hypot(seed_half, change.image_floor * NormalDist().inv_cdf(0.5 + level / 2) / z)
 
-        margin = FUTILITY_ERRORS * math.hypot(change.seed_sd / math.sqrt(change.n), change.image_floor / z)
-        needed = max(rope + half_at_cap(LEVEL), half_at_cap(1 - ALPHA / max(family, 1)))
-        could_differ = abs(change.mean) + margin > needed
-        could_be_same = max(abs(change.mean) - margin, 0.0) + half_at_cap(LEVEL) <= rope
-        return could_differ or could_be_same
+        differ_beyond = max(rope + half_at_cap(LEVEL), half_at_cap(1 - ALPHA / max(family, 1)))
+        same_within = rope - half_at_cap(LEVEL)
+        move = change.seed_sd * math.sqrt(1 / change.n - 1 / max_seeds)
+        if move == 0:
+            return float(abs(change.mean) > differ_beyond or abs(change.mean) <= same_within)
+
+        def below(x: float) -> float:  # the chance the mean change at the cap ends below x
+            return float(ndtr((x - change.mean) / move))
+
+        differ = below(-differ_beyond) + 1 - below(differ_beyond)
+        same = max(below(same_within) - below(-same_within), 0.0) if same_within > 0 else 0.0
+        return min(differ + same, 1.0)
 
 
 Correctness = Callable[[str], Optional[np.ndarray]]  # run id -> its val_correct bits, or None

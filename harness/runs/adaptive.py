@@ -68,8 +68,9 @@ def wants_more(verdict: Verdict, n: int, auto_max: int, *, rope: float = ROPE, f
     )
 
 
-def why_stopped(verdict: Verdict, n: int, auto_max: int) -> str:
-    """Why an undecided step gets no more seeds, in a clause ("" when it is not undecided)."""
+def why_stopped(verdict: Verdict, n: int, auto_max: int, *, rope: float = ROPE, family: int = 1) -> str:
+    """Why an undecided step gets no more seeds, in a clause ("" when it is not undecided);
+    `rope` and `family` as wants_more was given them."""
     if not verdict.word.startswith("undecided"):
         return ""
     if n >= auto_max or (verdict.change is not None and verdict.change.n >= auto_max):
@@ -77,11 +78,20 @@ def why_stopped(verdict: Verdict, n: int, auto_max: int) -> str:
     change = verdict.change
     if change is None or change.seed_sd is None:
         return f"still undecided with {change.n if change else 0} paired seeds"
+    chance = verdict.decision_chance(auto_max, rope=rope, family=family) or 0.0
     return (
         f"more seeds cannot settle it: a change of {100 * change.mean:+.1f} pp (seeds' sd "
         f"{100 * change.seed_sd:.1f} pp; the validation images alone +/-{100 * change.image_floor:.1f} pp) "
-        f"stays undecided at {auto_max} seeds (a larger data.val_fraction narrows the images' part)"
+        f"has a {_percent(chance)} chance of a decision at {auto_max} seeds "
+        "(a larger data.val_fraction narrows the images' part)"
     )
+
+
+def _percent(chance: float) -> str:
+    """A chance as a whole percentage; under 1% but not nothing reads <1%, not 0%."""
+    if 0 < chance < 0.01:
+        return "<1%"
+    return f"{100 * chance:.0f}%"
 
 
 def run_adaptive(
@@ -110,7 +120,7 @@ def run_adaptive(
         ctx.echo(f"{name} against {parent} after {len(seeds)} seeds: {verdict.word}{_change(verdict)}")
         if not wants_more(verdict, len(seeds), auto_max, rope=rope):
             if verdict.word.startswith("undecided"):
-                ctx.echo(f"{name}: {why_stopped(verdict, len(seeds), auto_max)}")
+                ctx.echo(f"{name}: {why_stopped(verdict, len(seeds), auto_max, rope=rope)}")
             return mine
         seeds = next_seeds(seeds)
         ctx.echo(f"--- one more seed for {name} and {parent}: {seeds[-1]}")

@@ -88,7 +88,9 @@ def run_leave_one_out(
                 if wants_more(row["_judged"], row["n"], choice.auto_max, family=family):
                     more.append(row["step"])
                     told.discard(row["step"])
-                elif (reason := why_stopped(row["_judged"], row["n"], choice.auto_max)) and row["step"] not in told:
+                    continue
+                reason = why_stopped(row["_judged"], row["n"], choice.auto_max, family=family)
+                if reason and row["step"] not in told:
                     told.add(row["step"])
                     ctx.echo(f"{variant_title(name, row['step'])}: {reason}")
             if not more:

@@ -112,7 +112,7 @@ def _wants(ctx: Context, judged: tuple[str, Verdict], n: int, auto_max: int, fam
     if wants_more(verdict, n, auto_max, family=family):
         told.discard(group)  # Holm's level loosened as others were decided: it may be told again
         return True
-    reason = why_stopped(verdict, n, auto_max)
+    reason = why_stopped(verdict, n, auto_max, family=family)
     if reason and group not in told:
         told.add(group)
         ctx.echo(f"--seeds auto: {group}: {reason}")
