@@ -131,12 +131,12 @@ class Verdict:
         `max_seeds` plus the images' part, which no number of seeds narrows; decided is
         beyond the ROPE by that half-width and beyond zero by Holm's margin (its level shared
         among the `family` steps still undecided), or inside the ROPE. 0.0 at or past the cap;
-        None below two seeds (nothing is known of the spread yet)."""
+        None below it where the seeds' spread is not known yet (fewer than two paired seeds)."""
         change = self.change
-        if change is None or change.n < MIN_SEEDS or change.seed_sd is None:
-            return None if change is None or change.n < max_seeds else 0.0
-        if change.n >= max_seeds:
+        if change is not None and change.n >= max_seeds:
             return 0.0
+        if change is None or change.n < MIN_SEEDS or change.seed_sd is None:
+            return None
         from scipy.special import ndtr, stdtrit
 
         z = NormalDist().inv_cdf(0.5 + LEVEL / 2)

@@ -194,8 +194,7 @@ def test_a_server_says_ready_once_it_answers_and_leaves_nothing_when_stopped(pro
         lines.append(line)
         if line.startswith("ready after"):
             break
-    with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", port)) == 0, "ready was said before the server answered"
+    assert _answers(port), "ready was said before the server answered"
     if verb == "ui":
         assert f"127.0.0.1:{port}/#/experiments/" in "".join(lines) and "viewStateShareKey=" in "".join(lines)
     process.send_signal(sig)
