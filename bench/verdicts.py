@@ -85,7 +85,7 @@ def judge_table(store, chain: list[str], evidence: dict, seeds: dict[str, set[in
 def replay_auto(store, chain: list[str], evidence: dict, args, key: str, rope: float):
     """Rounds of `--seeds auto` over the fixed runs: (seeds per entry, final verdicts, rounds)."""
     from harness.results.verdicts import undecided_family
-    from harness.runs.adaptive import wants_more
+    from harness.runs.adaptive import paired_seed, wants_more
 
     seeds = {name: {0, 1} for name in chain}
     rounds = 0
@@ -93,14 +93,14 @@ def replay_auto(store, chain: list[str], evidence: dict, args, key: str, rope: f
         rounds += 1
         verdicts = judge_table(store, chain, evidence, seeds, key, rope)
         family = undecided_family(verdicts)
-        more = [c for c, v in zip(chain[1:], verdicts) if wants_more(v, len(seeds[c]), args.max_seeds, family=family)]
+        steps = list(zip(chain, chain[1:], verdicts))
+        more = [(p, c) for p, c, v in steps if wants_more(v, len(seeds[c] & seeds[p]), args.max_seeds, family=family)]
         if not more:
             return seeds, verdicts, rounds
-        for parent, child in zip(chain, chain[1:]):
-            if child in more:
-                extra = min(set(range(args.max_seeds)) - seeds[child])
-                seeds[child].add(extra)
-                seeds[parent].add(extra)
+        chosen = [(parent, child, paired_seed(seeds[child], seeds[parent])) for parent, child in more]
+        for parent, child, extra in chosen:  # chosen first, added after: as the study queues one round
+            seeds[child].add(extra)
+            seeds[parent].add(extra)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ as much on a step whose effect is obvious after two seeds as on one that needs s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from typing import Optional
 
@@ -57,6 +57,18 @@ def next_seeds(seeds: Sequence[int]) -> list[int]:
     """The seeds with one more: the smallest one not yet used."""
     extra = next(s for s in range(len(seeds) + 1) if s not in seeds)
     return [*seeds, extra]
+
+
+def paired_seed(mine: Set[int], theirs: Set[int]) -> int:
+    """The seed that adds one pair to a step, given the seeds its two sides have run (the
+    step, and its parent or target): the smallest one side has and the other lacks, so one
+    new run makes the pair (in a history an entry is also the parent of the next step, whose
+    seeds it may hold already), else the smallest neither has (two new runs)."""
+    one_sided = mine ^ theirs
+    if one_sided:
+        return min(one_sided)
+    both = mine | theirs
+    return next(s for s in range(len(both) + 1) if s not in both)
 
 
 def wants_more(verdict: Verdict, n: int, auto_max: int, *, rope: float = ROPE, family: int = 1) -> bool:

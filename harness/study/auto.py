@@ -12,7 +12,7 @@ from harness.results.compare import compare_table
 from harness.results.evidence import RunIndex
 from harness.results.steps import judge
 from harness.results.verdicts import Verdict, undecided_family
-from harness.runs.adaptive import wants_more, why_stopped
+from harness.runs.adaptive import paired_seed, wants_more, why_stopped
 from harness.study.cells import Cell, StudyPlan
 from harness.study.queue import (
     CELLS,
@@ -47,7 +47,7 @@ def add_seeds(ctx: Context, study, storage, plan_: StudyPlan, first) -> int:
         study.set_user_attr(TOLD, sorted(told))
         new = []
         for group, compared_with in wanted:
-            seed = next(s for s in range(len(seeds[group]) + 1) if s not in seeds[group])
+            seed = paired_seed(seeds[group], seeds[compared_with])
             for target_group in (group, compared_with):
                 if seed not in seeds[target_group] and (target_group, seed) not in {(c.group, c.seed) for c in new}:
                     new.append(_cell(Registry(ctx.root), plan_, recorded, target_group, seed))
@@ -90,7 +90,7 @@ def _undecided(
         if (
             parent in seeds
             and entry in seeds
-            and _wants(ctx, (entry, verdict), len(seeds[entry]), plan_.auto_max, family, told)
+            and _wants(ctx, (entry, verdict), len(seeds[entry] & seeds[parent]), plan_.auto_max, family, told)
         ):
             wanted.append((entry, parent))
     variants = sorted(g for g in finished if g.startswith(f"{plan_.target} without "))
@@ -101,7 +101,8 @@ def _undecided(
         judged_variants = judge(store, pairs, METRIC)
         family = undecided_family(judged_variants)
         for variant, verdict in zip(variants, judged_variants):
-            if _wants(ctx, (variant, verdict), len(seeds[variant]), plan_.auto_max, family, told):
+            paired = len(seeds[variant] & seeds[plan_.target])
+            if _wants(ctx, (variant, verdict), paired, plan_.auto_max, family, told):
                 wanted.append((variant, plan_.target))
     return wanted
 
