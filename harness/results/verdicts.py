@@ -155,7 +155,10 @@ class Verdict:
         def below(x: float) -> float:  # the chance the mean change at the cap ends below x
             return float(ndtr((x - change.mean) / move))
 
-        differ = below(-differ_beyond) + 1 - below(differ_beyond)
+        def above(x: float) -> float:  # as 1 - below(x), without rounding a small chance to nothing
+            return float(ndtr((change.mean - x) / move))
+
+        differ = below(-differ_beyond) + above(differ_beyond)
         same = max(below(same_within) - below(-same_within), 0.0) if same_within > 0 else 0.0
         return min(differ + same, 1.0)
 

@@ -147,6 +147,18 @@ def test_a_seed_that_can_barely_move_the_mean_is_not_spent():
     assert late.decision_chance(5) == 0.0 and early.decision_chance(6, family=12) < early.decision_chance(6)
 
 
+def test_a_remote_chance_of_a_decision_reads_under_one_percent_not_nothing():
+    """-0.5 pp with seeds 7.4 pp apart, three seeds of four, Holm's level shared by three (a
+    digits study's adam step): the chance is about 1e-16, which one minus a probability near
+    one rounds to nothing; the stop message says <1%, not 0%."""
+    from harness.runs.adaptive import why_stopped
+
+    change = verdicts.Change(-0.0046, -0.19, 0.18, 0.92, 3, "seeds and validation images", 0.0109, 0.0743)
+    step = verdicts.Verdict("undecided (n=3)", change)
+    assert 0 < step.decision_chance(4, family=3) < 1e-6
+    assert "has a <1% chance of a decision at 4 seeds" in why_stopped(step, 3, 4, family=3)
+
+
 def test_a_step_that_would_pass_alone_stops_when_holm_shares_the_level_among_many():
     """+4 pp with seeds 3 pp apart: at six seeds it would clear the ROPE and zero at 95%,
     but not at the 99.6% Holm asks of the first of twelve steps still undecided."""
