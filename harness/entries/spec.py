@@ -39,6 +39,8 @@ ACTIVATIONS = (  # keras.activations that take no arguments
     "exponential",
     "linear",
 )
+TRANSLATE_MAX = 0.5  # beyond half the image, a shifted image is more reflection than image
+FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")  # keras.layers.RandomFlip's
 MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")  # what fit logs each epoch
 
 
@@ -57,8 +59,10 @@ class DataSpec(Strict):
 
 
 class AugmentSpec(Strict):
-    translate: Optional[float] = Field(None, ge=0.0, lt=1.0)  # fraction of height and width
-    flip: Optional[Literal["horizontal", "vertical", "horizontal_and_vertical"]] = None
+    """On-device layers (harness/training/augment.py), the distributions of Keras's own."""
+
+    translate: Optional[float] = Field(None, ge=0.0, lt=TRANSLATE_MAX)  # fraction of height and width
+    flip: Optional[Literal[FLIP_MODES]] = None  # type: ignore[valid-type]
 
 
 class BlockSpec(Strict):
@@ -79,7 +83,7 @@ class DenseSpec(Strict):
 class ModelSpec(Strict):
     arch: Literal["cnn", "resnet50", "vgg16", "squeezenet"] = "cnn"
     input_size: Optional[int] = Field(None, ge=8, le=1024)  # resize inputs to this side; None: as needed
-    augment: Optional[AugmentSpec] = None  # Keras preprocessing layers after the Input
+    augment: Optional[AugmentSpec] = None  # training-only layers after the Input
     blocks: list[BlockSpec] = Field(
         default_factory=lambda: [BlockSpec(filters=32, convs=2)],  # the lab model
         max_length=32,  # far beyond any image's halvings; keeps a hostile list from taking minutes

@@ -14,7 +14,7 @@ from keras import layers
 from harness.entries.spec import ModelSpec
 from harness.errors import HarnessError
 from harness.paths import keras_home
-from harness.training import geometry
+from harness.training import augment, geometry
 
 MIN_INPUT = {"resnet50": 32, "vgg16": 32, "squeezenet": 32}  # keras.applications' minimum
 IMAGENET_FILES = {
@@ -60,10 +60,9 @@ def _augment(x, spec: ModelSpec, seed: int):
     if spec.augment is None:
         return x
     if spec.augment.translate:
-        t = spec.augment.translate
-        x = layers.RandomTranslation(t, t, seed=seed, name="random_translation")(x)
+        x = augment.Translate(spec.augment.translate, seed=seed, name="random_translation")(x)
     if spec.augment.flip:
-        x = layers.RandomFlip(spec.augment.flip, seed=seed, name="random_flip")(x)
+        x = augment.Flip(spec.augment.flip, seed=seed, name="random_flip")(x)
     return x
 
 

@@ -104,7 +104,7 @@ def test_final_is_section_1_layer_by_layer(registry):
     spec = registry.resolve("final").spec
     model = build_model(spec.model.model_copy(update={"bn_momentum": 0.99}), (32, 32, 3), 10)
     layers = [(type(layer).__name__, _detail(layer)) for layer in model.layers[1:]]
-    expected = [("RandomTranslation", (0.05, 0.05)), ("RandomFlip", "horizontal")]
+    expected = [("Translate", 0.05), ("Flip", "horizontal")]  # the report's RandomTranslation, RandomFlip
     for filters, dropout in ((64, 0.1), (128, 0.2), (256, 0.5)):
         for _ in range(2):
             expected += [("Conv2D", (filters, (3, 3), "same")), ("BatchNormalization", None), ("Activation", "relu")]
@@ -125,9 +125,9 @@ def test_final_is_section_1_layer_by_layer(registry):
 def _detail(layer):
     name = type(layer).__name__
     config = layer.get_config()
-    if name == "RandomTranslation":
-        return (config["height_factor"], config["width_factor"])
-    if name == "RandomFlip":
+    if name == "Translate":
+        return config["factor"]
+    if name == "Flip":
         return config["mode"]
     if name == "Conv2D":
         return (config["filters"], tuple(config["kernel_size"]), config["padding"])

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, needs_jax, run_cli
 
 PROBE = """
 import os, sys, runpy
@@ -98,13 +97,6 @@ assert result.epochs_run == 2 and result.history["loss"][1] == result.history["l
 assert not [m for m in sys.modules if m.split(".")[0] == "tensorflow"]
 print("JAX-OK", model.count_params(), result.history["val_accuracy"])
 """
-
-
-# CI installs JAX and sets HARNESS_REQUIRE_JAX=1: there, a missing JAX fails these tests.
-needs_jax = pytest.mark.skipif(
-    importlib.util.find_spec("jax") is None and not os.environ.get("HARNESS_REQUIRE_JAX"),
-    reason="JAX is not installed (pip install jax; CI installs it)",
-)
 
 
 @pytest.mark.slow
