@@ -163,6 +163,7 @@ def harness_epochs(project: Path) -> dict:
         "best_val_accuracy": run.data.metrics.get("best_val_accuracy"),
         "test_accuracy": finals[0].data.metrics["test_accuracy"] if finals else None,
         "precision": run.data.tags.get("harness.resolved.precision"),
+        "pipeline": run.data.params.get("resolved.pipeline"),
         "train_images": train,
     }
 

@@ -60,8 +60,12 @@ def main() -> None:
         dataset = data.load(d.source, d.val_fraction, d.subset, d.seed)
         model = train.build(spec, dataset)
         t = spec.training
-        train_data, steps = pipeline.training_batches(dataset.train, dataset.num_classes, t)
-        val_data = pipeline.evaluation_batches(dataset.val, dataset.num_classes, t.batch_size, t.pipeline)
+        kind = pipeline.choose(t, dataset.train, dataset.val, dataset.num_classes)
+        weights = train.class_weights(spec, dataset.train.y, dataset.class_names)
+        train_data, steps = pipeline.training_batches(
+            dataset.train, dataset.num_classes, t, kind=kind, class_weights=weights
+        )
+        val_data = pipeline.evaluation_batches(dataset.val, dataset.num_classes, t.batch_size, kind)
         fit_started = time.perf_counter()
         model.fit(
             train_data,
@@ -70,7 +74,7 @@ def main() -> None:
             verbose=0,
             shuffle=False,
             steps_per_epoch=steps,
-            class_weight=train.class_weights(spec, dataset.train.y, dataset.class_names),
+            class_weight=None if kind == "device" else weights,
             callbacks=train.core_callbacks(spec),
         )
         end = time.perf_counter()

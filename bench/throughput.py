@@ -52,7 +52,7 @@ def main() -> None:
         steady = result.epoch_seconds[1:] or result.epoch_seconds
         rates[label] = len(planned.data.train) / min(steady)  # the fastest epoch: this VM has slow spells
         if not extra:
-            default = (planned.spec.training.pipeline, train.resolved_settings(planned.spec, len(planned.data.train)))
+            default = (planned.spec.training.pipeline, train.resolved_settings(planned.spec, planned.data))
         print(
             f"{label:18s} {rates[label]:8.0f} images/s  "
             f"(epochs {', '.join(f'{s:.1f}' for s in result.epoch_seconds)} s)",

@@ -155,7 +155,10 @@ class TrainingSpec(Strict):
     class_weight: Optional[ClassWeightSpec] = None
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"  # per device
     jit_compile: Union[bool, Literal["auto"]] = "auto"  # per device
-    pipeline: Literal["tf_data", "numpy"] = "tf_data"  # bench/throughput.py measured it faster
+    # tf_data: TensorFlow's tf.data (bench/throughput.py measured it faster than arrays); on
+    # Keras's JAX backend the data in device memory where it fits, else host batches; numpy:
+    # host batches always. The run's tag and param resolved.pipeline say which fed it.
+    pipeline: Literal["tf_data", "numpy"] = "tf_data"
     # Deterministic kernels: a resumed run then logs exactly what an uninterrupted one would.
     # Off by default: TensorFlow's deterministic ops can be slower, and runs differ by seed anyway.
     deterministic: bool = False

@@ -14,7 +14,7 @@ from typing import Optional
 
 from harness.results.evidence import Evidence, Member
 
-RECORD_ONLY = ("training.system_metrics",)  # keys that record a run without changing it
+RECORD_ONLY = ("training.system_metrics", "resolved.pipeline")  # keys that record a run without changing it
 NOT_A_STEP = ("training.seed",)  # varies inside a group, never between steps
 UNIT_WEIGHT = 0.02  # class weights within this of 1.0 change nothing worth a step
 

@@ -134,7 +134,7 @@ def _log_start(ctx: Context, run_id: str, planned: Planned, warning: Optional[st
     from harness.training import train
 
     store = ctx.writable_store
-    settings = train.resolved_settings(planned.spec, len(planned.data.train))
+    settings = train.resolved_settings(planned.spec, planned.data)
     weights = train.class_weights(planned.spec, planned.data.train.y, planned.data.class_names)
     settings["class_weights"] = "none" if weights is None else json.dumps({k: round(v, 4) for k, v in weights.items()})
     extra = {
@@ -143,7 +143,9 @@ def _log_start(ctx: Context, run_id: str, planned: Planned, warning: Optional[st
     }
     if warning:
         extra[Tag.WARNING] = warning
-    store.log(run_id, params=planned.resolved.flat(), tags=extra)
+    # The spec, and which pipeline fed it (a param too, so MLflow's compare view shows it).
+    params = {**planned.resolved.flat(), "resolved.pipeline": settings["pipeline"]}
+    store.log(run_id, params=params, tags=extra)
     log_dataset_inputs(store.client, run_id, planned.data)
 
 

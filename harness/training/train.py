@@ -42,6 +42,7 @@ class FitResult:
     images_per_second: float
     epoch_seconds: list[float] = field(default_factory=list)
     stopped_early: bool = False
+    pipeline: str = ""  # what fed the batches: tf_data, device or numpy (pipeline.choose)
 
 
 def resolve_bn_momentum(spec: Spec, train_images: int) -> float:
@@ -53,10 +54,11 @@ def resolve_bn_momentum(spec: Spec, train_images: int) -> float:
     return 0.99 if steps_per_epoch >= BN_AUTO_MIN_STEPS else 0.9
 
 
-def resolved_settings(spec: Spec, train_images: int) -> dict[str, Any]:
+def resolved_settings(spec: Spec, data: Dataset) -> dict[str, Any]:
     """The values behind every "auto" in the spec, as this machine and data resolve them."""
     return {
-        "bn_momentum": resolve_bn_momentum(spec, train_images),
+        "bn_momentum": resolve_bn_momentum(spec, len(data.train)),
+        "pipeline": pipeline.choose(spec.training, data.train, data.val, data.num_classes),
         "precision": resolve_precision(spec),
         "jit_compile": spec.training.jit_compile,
         "backend": keras.backend.backend(),
@@ -187,8 +189,12 @@ def fit(
     `callbacks` holds its own: a checkpoint that restores their counters passes them in.
     Raises TrainingDiverged on a NaN loss and Interrupted once a signal arrived."""
     t = spec.training
-    train, steps = pipeline.training_batches(data.train, data.num_classes, t, initial_epoch)
-    val = pipeline.evaluation_batches(data.val, data.num_classes, t.batch_size, t.pipeline)
+    kind = pipeline.choose(t, data.train, data.val, data.num_classes)
+    weights = class_weights(spec, data.train.y, data.class_names)
+    train, steps = pipeline.training_batches(
+        data.train, data.num_classes, t, initial_epoch, kind=kind, class_weights=weights
+    )
+    val = pipeline.evaluation_batches(data.val, data.num_classes, t.batch_size, kind)
     timer, nan_guard = EpochTimer(), StopOnNaN()
     stateful = (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau)
     core = [] if any(isinstance(c, stateful) for c in callbacks) else core_callbacks(spec)
@@ -203,7 +209,7 @@ def fit(
         initial_epoch=initial_epoch,
         steps_per_epoch=steps,
         shuffle=False,  # the batches come in epoch_order already
-        class_weight=class_weights(spec, data.train.y, data.class_names),
+        class_weight=None if kind == "device" else weights,  # on the device: in the batches
         callbacks=[StopOnSignal(), timer, nan_guard, *core, *callbacks],
         verbose=verbose,
     )
@@ -220,4 +226,5 @@ def fit(
         images_per_second=images / sum(timer.seconds) if timer.seconds else 0.0,
         epoch_seconds=list(timer.seconds),
         stopped_early=epochs_run + initial_epoch < t.epochs,
+        pipeline=kind,
     )

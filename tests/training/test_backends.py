@@ -99,6 +99,51 @@ print("JAX-OK", model.count_params(), result.history["val_accuracy"])
 """
 
 
+PIPELINES_SCRIPT = """
+import sys
+{hide}
+import keras
+assert keras.backend.backend() == "jax", keras.backend.backend()
+from harness.data import sources as data
+from harness.training import train
+from harness.entries.registry import Registry
+histories = {{}}
+for pipeline in ("tf_data", "numpy"):  # the default resolves to the device on JAX
+    tiny = ["data.subset=240", "training.epochs=2", f"training.pipeline={{pipeline}}"]
+    spec = Registry({root!r}).resolve("final", tiny).spec
+    assert spec.training.class_weight is not None  # the device path carries them as sample weights
+    dataset = data.load("digits", 0.25, 240, 0)
+    result = train.fit(spec, dataset, train.build(spec, dataset), verbose=0)
+    histories[result.pipeline] = result.history
+print("PIPELINES", sorted(histories))
+for key in ("loss", "val_loss", "val_accuracy"):
+    print(key, histories["device"][key], histories["numpy"][key])
+    assert max(abs(a - b) for a, b in zip(histories["device"][key], histories["numpy"][key])) < 1e-4, key
+print("SAME")
+"""
+
+
+@pytest.mark.slow
+@needs_jax
+def test_on_jax_the_data_lives_on_the_device_and_trains_as_from_the_host():
+    """The same batches, in the same order, with the same class weights: the device pipeline's
+    run is the host pipeline's run."""
+    script = PIPELINES_SCRIPT.format(hide=HIDE_TENSORFLOW, root=str(REPO))
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "PIPELINES ['device', 'numpy']" in result.stdout and "SAME" in result.stdout, result.stdout
+
+
+def test_data_goes_to_the_device_only_where_it_fits():
+    from harness.data.device_batches import DEVICE_SHARE, fits_on_device
+
+    free = 80 * 2**30  # an H100
+    assert fits_on_device(150 * 2**20, free)  # CIFAR-10 as uint8
+    assert not fits_on_device(int(DEVICE_SHARE * free) + 1, free)
+    assert fits_on_device(int(DEVICE_SHARE * free), free)
+
+
 @pytest.mark.slow
 @needs_jax
 def test_the_final_entry_trains_on_the_jax_backend_without_tensorflow():
@@ -200,6 +245,7 @@ def test_the_gpu_script_runs_end_to_end_on_jax_without_tensorflow(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["harness"]["images_per_second"]) == 2 and len(summary["plain"]["images_per_second"]) == 2
     assert 0 <= summary["harness"]["test_accuracy"] <= 1
+    assert summary["harness"]["pipeline"] == "device"  # the arrays in (here: the CPU's) device memory
     assert (out / "report.html").read_text().startswith("<!doctype html>") and (
         out / "mlruns.tar.gz"
     ).stat().st_size > 0
