@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from optuna.trial import TrialState
@@ -201,6 +201,47 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(found.stdout.splitlines()) if line.startswith("GPU ")]
 
 
+GPU_MEMORY_FOR_WORKERS = 0.9  # of a shared GPU's memory, split evenly; the rest for CUDA's own context
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a local worker trains: its GPU (None: the CPU) and, where several workers share
+    that GPU, its slice of the GPU's memory; env is what its process is given for that."""
+
+    gpu: Optional[str]
+    sharing: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        if self.gpu is None:
+            return ""
+        if self.sharing == 1:
+            return f" on GPU {self.gpu}"
+        return (
+            f" on GPU {self.gpu} (shared by {self.sharing}: {self.env['XLA_PYTHON_CLIENT_MEM_FRACTION']} of its memory)"
+        )
+
+
+def placements(workers: int, gpus: list[str]) -> list[Placement]:
+    """Workers dealt round the GPUs; where more than one lands on a GPU, each gets an even
+    slice of its memory: JAX preallocates 75% of a GPU per process unless told
+    (XLA_PYTHON_CLIENT_MEM_FRACTION), so a second worker would not start; TensorFlow is told
+    to grow its memory as needed instead of taking it all (PyTorch does so already)."""
+    if not gpus:
+        return [Placement(None) for _ in range(workers)]
+    chosen = [gpus[index % len(gpus)] for index in range(workers)]
+    result = []
+    for gpu in chosen:
+        sharing = chosen.count(gpu)
+        env = {"CUDA_VISIBLE_DEVICES": gpu}
+        if sharing > 1:
+            fraction = math.floor(100 * GPU_MEMORY_FOR_WORKERS / sharing) / 100
+            env.update(XLA_PYTHON_CLIENT_MEM_FRACTION=f"{fraction:.2f}", TF_FORCE_GPU_ALLOW_GROWTH="true")
+        result.append(Placement(gpu, sharing, env))
+    return result
+
+
 def worker_command(plan_: StudyPlan, options: StudyOptions, tracking_uri: Optional[str]) -> list[str]:
     """The command line of one local worker: the same study, one process, --worker."""
     seeds = ",".join(map(str, plan_.seeds)) + ","  # a list, even of one seed: "7," (a bare "7" is a count)
@@ -227,13 +268,10 @@ def _run_workers(ctx: Context, plan_: StudyPlan, options: StudyOptions) -> list[
     """Start options.workers worker processes and relay their lines until they end; a
     signal is passed on to them (each ends its cell KILLED and queues it again). Returns
     the numbers of the workers that ended with an error."""
-    gpus = visible_gpus()
     command = worker_command(plan_, options, ctx.tracking_uri)
     workers = []
-    for index in range(options.workers):
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+    for index, placement in enumerate(placements(options.workers, visible_gpus())):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **placement.env}
         # Its own session: a Ctrl-C at the terminal reaches this process only, which passes it on
         # once (twice would make a worker exit at once).
         process = subprocess.Popen(
@@ -247,8 +285,7 @@ def _run_workers(ctx: Context, plan_: StudyPlan, options: StudyOptions) -> list[
             start_new_session=True,
         )
         workers.append(process)
-        pinned = f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else ""
-        ctx.echo(f"worker {index + 1} started (pid {process.pid}){pinned}")
+        ctx.echo(f"worker {index + 1} started (pid {process.pid}){placement.describe()}")
     relays = [threading.Thread(target=_relay, args=(ctx, i + 1, w), daemon=True) for i, w in enumerate(workers)]
     for relay in relays:
         relay.start()

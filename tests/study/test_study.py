@@ -69,9 +69,12 @@ def test_two_local_workers_land_every_cell_once(chain, storage, request):
     extra = []
     if storage == "postgresql":
         extra = ["--storage", request.getfixturevalue("postgres_url")]
-    result = run_cli(["study", "geo_deep", "--seeds", "2", "--workers", "2", *extra], chain, timeout=900)
+    # One "GPU" for two workers: on a CPU machine the pin changes nothing but what is said.
+    env = {"CUDA_VISIBLE_DEVICES": "0"}
+    result = run_cli(["study", "geo_deep", "--seeds", "2", "--workers", "2", *extra], chain, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     assert "[worker 1] cell " in result.stdout and "[worker 2] cell " in result.stdout
+    assert result.stdout.count("on GPU 0 (shared by 2: 0.45 of its memory)") == 2
     assert_study_complete(chain, result.stdout)
     again = run_cli(["study", "geo_deep", "--seeds", "2", *extra], chain)
     assert again.returncode == 0 and not re.search(r"^cell ", again.stdout, re.M)  # nothing left to train
