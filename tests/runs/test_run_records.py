@@ -53,7 +53,9 @@ def test_run_is_finished_with_tags_params_and_metrics(focal_run):
     from harness.training.device import cpu_flags
 
     assert tags["harness.resolved.precision"] == ("mixed_bfloat16" if "amx_bf16" in cpu_flags() else "float32")
-    assert run.data.params == {k: str(v) if v is not None else "None" for k, v in resolved.flat().items()}
+    written = {k: str(v) if v is not None else "None" for k, v in resolved.flat().items()}
+    assert run.data.params == {**written, "resolved.pipeline": "tf_data"}
+    assert tags["harness.resolved.pipeline"] == "tf_data"
     assert run.data.params["loss.name"] == "focal"
     metrics = run.data.metrics
     for key in (
