@@ -98,13 +98,16 @@ def terminal_table(frame: pd.DataFrame, caption: str = "", width: Optional[int] 
 
 
 def _fit(order: list, natural: dict, narrowest: dict, width: int) -> tuple[list, dict]:
-    """Columns taken in `order` at their narrowest while they fit, then widened in the same
-    order towards their natural width with what is left: (chosen, width of each)."""
+    """Columns taken in `order` at their narrowest until one does not fit, then widened in the
+    same order towards their natural width with what is left: (chosen, width of each). A
+    narrower column further down never takes the place of one before it (raw p shown where
+    p (Holm) was left out would read as the corrected one)."""
     chosen, used = [], 1  # the table's left edge
     for column in order:
-        if not chosen or used + narrowest[column] + COLUMN_GAP <= width:
-            chosen.append(column)
-            used += narrowest[column] + COLUMN_GAP
+        if chosen and used + narrowest[column] + COLUMN_GAP > width:
+            break
+        chosen.append(column)
+        used += narrowest[column] + COLUMN_GAP
     widths = {c: narrowest[c] for c in chosen}
     for column in chosen:
         extra = max(min(width - used, natural[column] - widths[column]), 0)

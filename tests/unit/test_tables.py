@@ -50,3 +50,24 @@ def test_a_terminal_table_fits_its_width_keeps_the_answer_and_breaks_no_word():
 def test_markdown_escapes_pipes_and_keeps_a_named_index():
     frame = pd.DataFrame({"x": ["a|b"]}, index=pd.Index(["row"], name="name"))
     assert tables.markdown_table(frame).splitlines() == ["|  | x |", "|---|---|", "| row | a\\|b |"]
+
+
+def test_the_footer_names_exactly_the_columns_the_table_leaves_out():
+    frame = pd.DataFrame(
+        {
+            "entry": ["baseline", "dropout"],
+            "verdict": ["no parent", "undecided at 2 seeds (needs about 6)"],
+            "change [95% interval]": ["", "+0.0100 [-0.0200, +0.0400]"],
+            "best_val_accuracy": ["0.5000 (n=2)", "0.5100 +/- 0.0100 (n=2)"],
+            "p (Holm)": ["", "0.4000"],
+            "change vs parent": ["the starting point", "model.blocks.0.dropout None -> 0.2"],
+            "p": ["", "0.20"],
+        }
+    )
+    for width in range(40, 201, 4):
+        rendered = tables.terminal_table(frame, "", width=width)
+        header = next(line for line in rendered.text.splitlines() if "entry" in line).split()
+        shown_p = [c for c in ("p (Holm)", "p") if c not in rendered.left_out]
+        assert header.count("p") == len(shown_p), (width, header, rendered.left_out)
+        assert "(Holm)" in header or "p" in rendered.left_out, (width, header)
+        assert ("vs" in header) == ("change vs parent" not in rendered.left_out), (width, header)
