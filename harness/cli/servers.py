@@ -146,6 +146,7 @@ def serve(ctx: Context, command: list[str], address: tuple[str, int], ready, log
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
     sink = open(log, "w") if log is not None else None  # noqa: SIM115 - closed in finally
+    watchdog = None
     try:
         process = subprocess.Popen(
             command,
@@ -154,7 +155,7 @@ def serve(ctx: Context, command: list[str], address: tuple[str, int], ready, log
             start_new_session=True,
             env={**os.environ, **LEAN},
         )
-        _watch(process)
+        watchdog = _watch(process)
         with GUARD.on_emergency(lambda _reason: _stop(process, signal.SIGKILL)), GUARD.saying("stopping the server"):
             answered, started = False, time.monotonic()
             while process.poll() is None:
@@ -173,24 +174,34 @@ def serve(ctx: Context, command: list[str], address: tuple[str, int], ready, log
                     )
                 time.sleep(0.1)
         code = process.wait()
+        _stop(process, signal.SIGKILL)  # whatever of its group outlived it
         if not answered and not GUARD.requested:
             raise HarnessError(f"the server stopped before it answered (exit {code}){_tail(log)}")
         return 0 if GUARD.requested else code
     finally:
+        if watchdog is not None:
+            _end(watchdog)
         if sink is not None:
             sink.close()
 
 
-def _watch(process: subprocess.Popen) -> None:
+def _watch(process: subprocess.Popen) -> subprocess.Popen:
     """A small process, in a session of its own, that kills the server's group once this
     process is gone however it went (a kill -9 runs no clean-up here)."""
-    subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-c", WATCHDOG, str(os.getpid()), str(process.pid)],
         start_new_session=True,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def _end(watchdog: subprocess.Popen) -> None:
+    """The watchdog ended once the server is: it would linger up to half a second otherwise."""
+    if watchdog.poll() is None:
+        watchdog.kill()
+    watchdog.wait()
 
 
 def _answers(address: tuple[str, int]) -> bool:
