@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from harness.entries.overrides import apply_override, forget_below, parse_override
 from harness.entries.schema_help import did_you_mean, show_value, source_of, validation_message
+from harness.entries.search import dimensions_of
 from harness.entries.spec import META_KEYS, SECTIONS, ReportClaims, Spec
 from harness.entries.yamlio import load_yaml_file
 from harness.errors import HarnessError
@@ -123,6 +124,7 @@ class Registry:
         self.root = Path(root)
         self.folder = self.root / "ablations"
         self._entries: dict[str, Entry] = {}
+        self._written: dict[str, Spec] = {}  # entries checked as written, by name
 
     def names(self) -> list[str]:
         return sorted(p.stem for p in self.folder.glob("*.yaml") if NAME_PATTERN.fullmatch(p.stem))
@@ -145,8 +147,8 @@ class Registry:
             raise HarnessError(f"unknown entry {name!r}{hint}; `harness list` shows them all")
         where = self.rel(path)
         raw = load_yaml_file(path, where)
-        if raw is None:
-            raw = {}
+        if raw is None or raw == {}:
+            raise HarnessError(f"{where}: empty entry (an entry says at least `extends: PARENT` or a section)")
         if not isinstance(raw, dict):
             raise HarnessError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
         entry = _entry_from_raw(name, path, where, raw)
@@ -182,10 +184,12 @@ class Registry:
         sources: dict[str, str] = {}
         for entry in chain:
             _merge(merged, entry.config, self.rel(entry.path), sources, prefix="")
-        for text in overrides:
-            key, value = parse_override(text)
-            apply_override(merged, key, value, sources)
-        spec = validate(merged, sources, self.rel(chain[-1].path))
+            spec = self._check_as_written(entry, merged, sources)
+        if overrides:
+            for text in overrides:
+                key, value = parse_override(text)
+                apply_override(merged, key, value, sources)
+            spec = validate(merged, sources, self.rel(chain[-1].path))
         return Resolved(
             entry=chain[-1],
             chain=tuple(e.name for e in chain),
@@ -193,6 +197,22 @@ class Registry:
             sources=sources,
             overrides=tuple(overrides),
         )
+
+    def _check_as_written(self, entry: Entry, merged: dict, sources: dict[str, str]) -> Spec:
+        """Validate one entry of a chain with its ancestors merged and no override, its
+        search block too: an override can change a value, never hide a file's bad one."""
+        if entry.name not in self._written:
+            where = self.rel(entry.path)
+            spec = validate(merged, sources, where)
+
+            def check_value(key: str, value: Any) -> None:
+                candidate = copy.deepcopy(merged)
+                apply_override(candidate, key, value, dict(sources))
+                validate(candidate, sources, where)
+
+            dimensions_of(entry.search, flatten(spec.model_dump(mode="json")), where, check_value)
+            self._written[entry.name] = spec
+        return self._written[entry.name]
 
     def children(self, warn: Optional[Callable[[str], None]] = None) -> dict[Optional[str], list[str]]:
         """parent -> child names, for the lineage tree. An entry that cannot be read or

@@ -121,6 +121,55 @@ def test_bad_search_ranges_are_refused_before_any_trial(project, case, harness_c
     assert_clean_refusal(result, project, "ablations/hostile.yaml", *fragments)
 
 
+# An entry is checked as written, whatever the command and its overrides: (YAML under
+# `extends: baseline`, fragments). An override can change a value, never hide a file's bad one.
+AS_WRITTEN = {
+    "epochs_overflow": ("training: {epochs: 1e309}", ["training.epochs", "inf"]),
+    "epochs_zero": ("training: {epochs: 0}", ["training.epochs", "0"]),
+    "search_not_a_mapping": ("search: [1, 2]", ["search", "expected a mapping"]),
+    "search_unknown_key": (
+        "search: {optimizer.learning_rte: {float: [0.1, 1.0]}}",
+        ["search.optimizer.learning_rte", "did you mean 'optimizer.learning_rate'"],
+    ),
+    "search_bound_text": ("search: {optimizer.learning_rate: {float: [1, x]}}", ["search.optimizer.learning_rate"]),
+    "search_two_kinds": (
+        "search: {training.batch_size: {int: [8, 64], categorical: [8]}}",
+        ["search.training.batch_size", "exactly one"],
+    ),
+    "search_value_the_schema_refuses": ("search: {training.epochs: {int: [0, 3]}}", ["search.training.epochs", "0"]),
+}
+AS_WRITTEN_COMMANDS = {
+    "show": ["show", "hostile"],
+    "run_epochs_1": ["run-ablation", "hostile", "--epochs", "1"],
+    "run_set_epochs": ["run-ablation", "hostile", "--set", "training.epochs=1", "--seeds", "0,1"],
+    "study": ["study", "hostile", "--seeds", "2", "--epochs", "1"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(AS_WRITTEN_COMMANDS))
+@pytest.mark.parametrize("case", sorted(AS_WRITTEN))
+def test_an_entry_is_checked_as_written_whatever_overrides_the_command_gives(project, case, command, harness_cli):
+    text, fragments = AS_WRITTEN[case]
+    write_entry(project, "hostile", f"extends: baseline\n{text}\n")
+    result = harness_cli(AS_WRITTEN_COMMANDS[command], project)
+    assert_clean_refusal(result, project, "ablations/hostile.yaml", *fragments)
+
+
+def test_an_ancestor_is_checked_as_written_though_its_child_sets_the_value_again(project, harness_cli):
+    write_entry(project, "hostile", "extends: baseline\ntraining: {epochs: 0}\n")
+    write_entry(project, "child", "extends: hostile\ntraining: {epochs: 2}\n")
+    result = harness_cli(["run-ablation", "child", "--epochs", "1"], project)
+    assert_clean_refusal(result, project, "ablations/hostile.yaml", "training.epochs")
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "{}\n", "---\n"])
+@pytest.mark.parametrize("verb", ["show", "run-ablation"])
+def test_an_empty_entry_is_refused_as_empty(project, text, verb, harness_cli):
+    (project / "ablations" / "hostile.yaml").write_text(text)
+    result = harness_cli([verb, "hostile"], project)
+    assert_clean_refusal(result, project, "ablations/hostile.yaml", "empty entry")
+
+
 COMMAND_LINES = {
     "seeds_negative": (["run-ablation", "baseline", "--seeds", "0,-1"], ["--seeds"]),
     "seeds_too_big": (["run-ablation", "baseline", "--seeds", "0,4294967296"], ["--seeds", "4294967296"]),
@@ -336,6 +385,7 @@ PROCESS_SAMPLES = {
     ),
     "command line": ("", ["run-ablation", "hostile", "--seeds", "0,-1"], ["--seeds"]),
     "resource bomb": ("report: &r {note: *r}", ["show", "hostile"], ["refer to themselves"]),
+    "as written": ("training: {epochs: 0}", ["run-ablation", "hostile", "--epochs", "1"], ["training.epochs"]),
 }
 
 
