@@ -43,8 +43,8 @@ search:
 # moment -> (the line that opens it, the longest random delay after it, in seconds)
 MOMENTS = {
     "loading": ("", 4.0),  # from 0.1 s after the start: imports, data, model build
-    "first epoch": ("Epoch 1/", 1.5),
-    "later epoch": ("Epoch 3/", 0.8),
+    "first epoch": ("-> MLflow run", 1.5),
+    "later epoch": ("epoch 2/", 0.8),
     "evaluating": ("evaluating", 0.4),
     "saving": ("evaluating", 0.6),
 }

@@ -18,9 +18,9 @@ Echo = Callable[[str], None]
 @dataclass(frozen=True)
 class Context:
     """root: the project folder (holds ablations/); tracking_uri: None for the local store;
-    echo: where progress lines go; verbose: Keras's fit verbosity (None: a progress bar on a
-    terminal, a line per epoch otherwise). The store opens on first use and writes nothing
-    until a command does (`writable_store`)."""
+    echo: where progress lines go; verbose: None for the harness's own line per epoch
+    (through echo), else Keras's fit verbosity (0: nothing, as a study's cells). The store
+    opens on first use and writes nothing until a command does (`writable_store`)."""
 
     root: Path
     tracking_uri: Optional[str] = None

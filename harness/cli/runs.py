@@ -99,6 +99,7 @@ def run_ablation(
     auto, the entry and its parent get seeds until the entry's verdict is decided."""
     from harness.runs.adaptive import run_adaptive, seed_choice
     from harness.runs.runner import run_ablation as run
+    from harness.runs.runner import say_next
 
     choice = seed_choice(seeds, max_seeds)
     ctx = context(tracking_uri)
@@ -107,6 +108,7 @@ def run_ablation(
         run_adaptive(ctx, name, extra, auto_max=choice.auto_max, force=force)
     else:
         run(ctx, name, extra, seeds=choice.seeds, force=force)
+        say_next(ctx, name, extra)
 
 
 @app.command()

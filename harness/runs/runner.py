@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
@@ -95,6 +96,17 @@ def run_ablation(
     outcome = run_once(ctx, planned, options, force=force)
     ctx.echo(f"run: {run_link(ctx.store_uri, outcome.experiment_id, outcome.run_id)}")
     return outcome
+
+
+def say_next(ctx: Context, name: str, overrides: Sequence[str]) -> None:
+    """What to try after a run of a step: the command that gives it a verdict against its
+    parent (both over seeds, as many as the verdict needs), and compare to read it."""
+    r = Registry(ctx.root).resolve(name, overrides)
+    if r.parent is None:
+        return
+    options = "".join(f" --set {shlex.quote(text)}" for text in overrides)
+    ctx.echo(f"next: harness run-ablation {r.name} --seeds auto{options}")
+    ctx.echo(f"  ({r.name} and its parent {r.parent} over seeds until the step is decided; then harness compare)")
 
 
 def run_once(ctx: Context, planned: Planned, options: RunOptions, *, force: bool = False) -> Outcome:

@@ -170,6 +170,7 @@ def _fit(ctx: Context, planned: Planned, options: RunOptions, run_id: str, start
     MLflow's system-metrics sampling when asked for; a NaN loss ends the run FAILED."""
     from harness.runs.epoch_logger import EpochLogger
     from harness.training import checkpoint, train
+    from harness.training.callbacks import EpochLine
 
     store, resuming = ctx.writable_store, start.resume_run_id is not None
     logged_through = _last_logged_epoch(store, run_id) if resuming else 0
@@ -179,11 +180,16 @@ def _fit(ctx: Context, planned: Planned, options: RunOptions, run_id: str, start
         backup = paths.backup_dir(ctx.root, run_id)
         callbacks.append(checkpoint.Checkpoint(backup, start.identity, core, start.resumed))
     callbacks.extend(options.callbacks)
+    verbose = ctx.verbose
+    if verbose is None:  # the harness's line per epoch, last: it says the epoch is recorded
+        say = silent if options.quiet else ctx.echo
+        callbacks.append(EpochLine(say, planned.spec.training.epochs))
+        verbose = 0
     sampling = store.system_metrics(run_id, planned.spec.training.system_metrics, resumed=resuming)
     try:
         with sampling:
             return train.fit(
-                planned.spec, planned.data, start.model, callbacks, verbose=ctx.verbose, initial_epoch=start.epochs_done
+                planned.spec, planned.data, start.model, callbacks, verbose=verbose, initial_epoch=start.epochs_done
             )
     except train.TrainingDiverged as exc:
         raise RunFailed(str(exc), run_id) from None

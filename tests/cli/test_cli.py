@@ -133,7 +133,7 @@ def test_ctrl_c_ends_the_run_killed_with_status_130(project):
     process = start_cli(["run-ablation", "extra_blocks", "--epochs", "50"], project, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     for line in process.stdout:
-        if line.startswith("Epoch 2/") or time.time() > deadline:
+        if line.startswith("epoch 1/") or time.time() > deadline:
             break
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)

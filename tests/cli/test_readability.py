@@ -4,12 +4,14 @@ runs, tune says where it is, the web UIs start and stop cleanly, `list` fits a t
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
 import time
 
 import optuna
+import psutil
 import pytest
 from mlflow import MlflowClient
 
@@ -56,9 +58,13 @@ def test_one_column_ranks_runs_groups_and_studies_and_names_explain_them(project
     assert "harness.seed" not in grouped.data.tags
     for output, kind, label in ((single, "run", "run"), (group, "group", "group run"), (tuned, "study", "study run")):
         (run,) = [r for r in runs if r.data.tags["harness.kind"] == kind and r.info.run_id in output.stdout]
-        last = output.stdout.strip().splitlines()[-1]
+        lines = output.stdout.strip().splitlines()
         link = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}{LINK}"
-        assert last == f"{label}: {link}"
+        after = lines[lines.index(f"{label}: {link}") + 1 :]  # the link, then only what to try next
+        if kind == "study":
+            assert after == []
+        else:
+            assert len(after) == 2 and after[0].startswith("next: harness run-ablation tunable --seeds auto"), after
     assert "trial 1 of 1 (Optuna trial #0): optimizer.learning_rate=0.01" in tuned.stdout
     study, _ = best_entry.load_study(project, "tunable", ["training.epochs=2", "data.subset=300"], None)
     assert study.metric_names == ["val_accuracy"]
@@ -184,7 +190,13 @@ def test_a_busy_port_is_one_line_before_any_link(project, verb):
 def test_a_server_says_ready_once_it_answers_and_leaves_nothing_when_stopped(project, verb, sig, code):
     """Its links print once the server answers; Ctrl-C and SIGTERM stop it; kill -9 leaves
     it to the watchdog, which kills the server's process group once the harness is gone."""
-    assert run_cli(["run-ablation", "same_padding", "--epochs", "1", *SUBSET], project).returncode == 0
+    trained = run_cli(["run-ablation", "same_padding", "--epochs", "1", *SUBSET], project)
+    assert trained.returncode == 0, trained.stderr
+    # The harness's own line per epoch, not Keras's; then what gives the step a verdict.
+    assert re.search(r"^epoch 1/1  loss \d\.\d{4} acc \d\.\d{4}  val loss \d\.\d{4} acc", trained.stdout, re.M)
+    assert "ms/step" not in trained.stdout and "Epoch 1/1" not in trained.stdout
+    hint = "next: harness run-ablation same_padding --seeds auto --set training.epochs=1 --set data.subset=300"
+    assert hint in trained.stdout.splitlines()
     (project / "mlruns" / "optuna").mkdir(parents=True, exist_ok=True)
     (project / "mlruns" / "optuna" / "journal.log").touch()
     port = free_port()
@@ -195,12 +207,17 @@ def test_a_server_says_ready_once_it_answers_and_leaves_nothing_when_stopped(pro
         if line.startswith("ready after"):
             break
     assert _answers(port), "ready was said before the server answered"
+    tree = psutil.Process(process.pid).children(recursive=True)  # the server, its workers, the watchdog
+    assert tree
     if verb == "ui":
         assert f"127.0.0.1:{port}/#/experiments/" in "".join(lines) and "viewStateShareKey=" in "".join(lines)
     process.send_signal(sig)
     assert process.wait(timeout=60) == code
     if sig == signal.SIGINT:
         assert "Ctrl-C: stopping the server" in process.stderr.read()  # not training's "next safe point"
+    if sig != signal.SIGKILL:  # stopped through the harness: when it exits, nothing of it is left
+        left = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert not left, [(p.pid, p.cmdline()) for p in left]
     # The watchdog looks twice a second. A dying process's command line empties before its
     # sockets close, so wait for both: no process named for the port, and nothing answering.
     deadline = time.monotonic() + 30

@@ -26,7 +26,7 @@ def runs_of(project, experiment="digits"):
 def test_kill_9_then_rerun_resumes_with_every_epoch_logged_once(project):
     write_entry(project, "slow", SLOW)
     process = start(project, "run-ablation", "slow")
-    wait_for(process, "Epoch 4/8")
+    wait_for(process, "epoch 3/8")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     client, (run,) = runs_of(project)
@@ -50,7 +50,7 @@ def test_kill_9_then_rerun_resumes_with_every_epoch_logged_once(project):
 def test_sigterm_ends_the_run_killed(project):
     write_entry(project, "slow", SLOW)
     process = start(project, "run-ablation", "slow")
-    wait_for(process, "Epoch 2/8")
+    wait_for(process, "epoch 1/8")
     process.send_signal(signal.SIGTERM)
     rest = process.communicate(timeout=60)[0]
     assert process.returncode == 143, rest
@@ -62,7 +62,7 @@ def test_sigterm_ends_the_run_killed(project):
 def test_ctrl_c_in_a_study_keeps_it_intact(project):
     write_entry(project, "slow", SLOW)
     process = start(project, "tune", "slow", "--trials", "3", "--pruner", "none")
-    wait_for(process, "Epoch 3/8")
+    wait_for(process, "epoch 2/8")
     process.send_signal(signal.SIGINT)
     process.wait(timeout=60)
     assert process.returncode == 130
@@ -78,7 +78,7 @@ def test_ctrl_c_in_a_study_keeps_it_intact(project):
 def test_a_killed_tune_worker_is_failed_retried_and_the_study_completes(project):
     write_entry(project, "slow", SLOW)
     process = start(project, "tune", "slow", "--trials", "2", "--pruner", "none")
-    wait_for(process, "Epoch 3/8")
+    wait_for(process, "epoch 2/8")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     study, _ = best_entry.load_study(project, "slow", [], None)
@@ -139,7 +139,7 @@ def _series(client, run_id, key):
 
 def _kill_after(project, epoch, *args):
     process = start(project, "run-ablation", "counted", *args)
-    wait_for(process, f"Epoch {epoch + 1}/")  # printed once epoch `epoch` is logged and backed up
+    wait_for(process, f"epoch {epoch}/")  # printed once epoch `epoch` is logged and backed up
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
 
@@ -185,7 +185,7 @@ training: {epochs: 30, batch_size: 256}
 def test_a_second_signal_exits_at_once_and_the_run_is_still_killed(project):
     write_entry(project, "heavy", HEAVY)
     process = start(project, "run-ablation", "heavy")
-    wait_for(process, "Epoch 2/30")
+    wait_for(process, "epoch 1/30")
     process.send_signal(signal.SIGINT)
     process.send_signal(signal.SIGTERM)
     rest = process.communicate(timeout=60)[0]
@@ -199,7 +199,7 @@ def test_a_second_signal_exits_at_once_and_the_run_is_still_killed(project):
 def test_an_interrupted_trial_is_failed_and_queued_again(project):
     write_entry(project, "slow", SLOW)
     process = start(project, "tune", "slow", "--trials", "3", "--pruner", "none")
-    wait_for(process, "Epoch 2/8")
+    wait_for(process, "epoch 1/8")
     process.send_signal(signal.SIGTERM)
     rest = process.communicate(timeout=60)[0]
     assert process.returncode == 143, rest

@@ -66,7 +66,7 @@ def test_ctrl_c_prints_what_finished_and_the_same_command_finishes_the_rest(chai
             break
     for line in process.stdout:
         seen.append(line)
-        if line.startswith("Epoch 2/"):
+        if line.startswith("epoch 1/"):
             break
     process.send_signal(signal.SIGINT)
     rest = process.communicate(timeout=120)[0]

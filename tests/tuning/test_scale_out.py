@@ -137,7 +137,7 @@ def test_heartbeat_fails_and_retries_a_killed_workers_trial_on_postgresql(projec
         stderr=subprocess.STDOUT,
         env={**__import__("os").environ, **env, "PYTHONUNBUFFERED": "1"},
     )
-    wait_for(process, "Epoch 3/8")
+    wait_for(process, "epoch 2/8")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     time.sleep(5)  # past the grace period: the trial's heartbeat is stale
