@@ -49,7 +49,7 @@ def harness(project: Path, *args: str, timeout: float | None = None) -> bool:
     elapsed = time.perf_counter() - started
     stopped = "" if finished else f", stopped at its {timeout:.0f} s limit"
     print(f"$ harness {' '.join(args)}  ({elapsed:.0f} s, exit {process.returncode}{stopped})", flush=True)
-    tail = "\n".join(line for line in stdout.splitlines() if not line.startswith(("Epoch ", " ")))[-2500:]
+    tail = "\n".join(line for line in stdout.splitlines() if not line.startswith(("epoch ", " ")))[-2500:]
     print(tail + ("\n" + stderr[-1500:] if process.returncode else ""), flush=True)
     if finished and process.returncode != 0:
         raise SystemExit(f"harness {args[0]} failed")
@@ -64,12 +64,23 @@ def device_line() -> str:
     return f"JAX {jax.__version__} on {jax.default_backend()}: {len(devices)} x {kinds}"
 
 
-def final_model(input_shape: tuple, num_classes: int, augment: bool = True):
-    """The report's final model, layer by layer, as a plain Keras Sequential."""
+def final_model(input_shape: tuple, num_classes: int, augment: bool = True, keras_layers: bool = False):
+    """The report's final model, layer by layer, as a plain Keras Sequential. Its augmentation
+    is the harness's (harness/training/augment.py: plain Keras layers of keras.ops, the same
+    pixels as Keras's), so the ratio measures the harness around the model, not the layers;
+    keras_layers: Keras's RandomTranslation and RandomFlip instead (the probe's comparison)."""
     import keras
 
+    from harness.training.augment import Flip, Translate
+
     layers = keras.layers
-    augmentation = [layers.RandomTranslation(0.05, 0.05), layers.RandomFlip("horizontal")] if augment else []
+    augmentation = []
+    if augment:
+        augmentation = (
+            [layers.RandomTranslation(0.05, 0.05), layers.RandomFlip("horizontal")]
+            if keras_layers
+            else [Translate(0.05), Flip("horizontal")]
+        )
     model = keras.Sequential([keras.Input(input_shape), *augmentation])
     for filters, dropout in ((64, 0.1), (128, 0.2), (256, 0.5)):
         for _ in range(2):
@@ -179,10 +190,15 @@ def probe(seconds_per_variant: float = 20) -> None:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (2048, 32, 32, 3)).astype(np.float32) / 255.0
     y = keras.utils.to_categorical(rng.integers(0, 10, 2048), 10)
+    variants = (
+        ("harness's augmentation", True, False),
+        ("keras.layers augmentation", True, True),
+        ("none", False, False),
+    )
     for precision in ("mixed_bfloat16", "float32"):
-        for augment in (True, False):
+        for label, augment, keras_layers in variants:
             keras.mixed_precision.set_global_policy(precision)
-            model = final_model((32, 32, 3), 10, augment)
+            model = final_model((32, 32, 3), 10, augment, keras_layers)
             model.compile(optimizer="adam", loss="categorical_crossentropy")
             model.fit(x[:256], y[:256], batch_size=128, epochs=1, verbose=0)  # compile
             started, images = time.perf_counter(), 0
@@ -190,8 +206,44 @@ def probe(seconds_per_variant: float = 20) -> None:
                 model.fit(x, y, batch_size=128, epochs=1, verbose=0)
                 images += len(x)
             rate = images / (time.perf_counter() - started)
-            print(f"{precision}, augmentation {'on' if augment else 'off'}: {rate:.0f} images/s", flush=True)
+            print(f"{precision}, {label}: {rate:.0f} images/s", flush=True)
     print(jax.devices()[0].platform, flush=True)
+
+
+STUDY_MIN_SECONDS = 150  # a study of several workers needs this much of the call to land cells at all
+STUDY_SUBSET, STUDY_EPOCHS, STUDY_WORKERS = 10_000, 10, 4  # 15 steps x 2 seeds on a quarter of the pool
+
+
+def study_stage(project: Path, source: list[str], tiny: bool, seconds: float) -> dict:
+    """`harness study final --seeds 2 --workers 4` on a 10k subset, capped at 10 epochs a
+    cell, stopped with Ctrl-C at `seconds` (its cells then continue on a rerun): several
+    workers sharing the one GPU. --tiny: the first two steps on 600 images, one epoch."""
+    from mlflow import MlflowClient
+
+    from harness.tracking.uri import default_tracking_uri
+
+    target, subset, epochs = ("same_padding", 600, 1) if tiny else ("final", STUDY_SUBSET, STUDY_EPOCHS)
+    workers = 2 if tiny else STUDY_WORKERS
+    args = ["study", target, "--seeds", "2", "--workers", str(workers), *source]
+    args += ["--set", f"data.subset={subset}", "--epochs", str(epochs)]
+    started = time.perf_counter()
+    finished = harness(project, *args, timeout=seconds)
+    wall = time.perf_counter() - started
+    client = MlflowClient(default_tracking_uri(project))
+    experiments = [e.experiment_id for e in client.search_experiments() if f"subset {subset}" in e.name]
+    cells = client.search_runs(experiments, "tags.`harness.kind` = 'seed' and attributes.status = 'FINISHED'")
+    planned = 2 * (2 if tiny else 15)
+    line = f"study: {len(cells)} of {planned} cells in {wall:.0f} s with {workers} workers on one device"
+    print(line + ("" if finished else " (stopped at the budget; a rerun continues it)"), flush=True)
+    return {
+        "cells_finished": len(cells),
+        "cells_planned": planned,
+        "seconds": wall,
+        "workers": workers,
+        "finished": finished,
+        "subset": subset,
+        "epochs_per_cell": epochs,
+    }
 
 
 def epochs_that_fit(plain: dict, seconds_left: float, entry_epochs: int) -> int:
@@ -263,9 +315,13 @@ def main() -> None:
     harness_seconds = time.perf_counter() - train_started
     if finished:
         harness(project, "select", "final", *source, *scope)
+        summary["minutes_to_test_accuracy"] = (time.perf_counter() - train_started) / 60
         harness(project, "report", "--format", "html", *source, *scope, "--out", str(project / "report.html"))
         shutil.copy(project / "report.html", out / "report.html")
     ours = harness_epochs(project)
+    left = args.budget_seconds - (time.perf_counter() - started)
+    if finished and left > (0 if args.tiny else STUDY_MIN_SECONDS):
+        summary["study"] = study_stage(project, source, args.tiny, left - 30)
     with tarfile.open(out / "mlruns.tar.gz", "w:gz") as archive:
         archive.add(
             project / "mlruns",
@@ -298,7 +354,8 @@ def main() -> None:
     else:
         print(
             f"best val_accuracy {ours['best_val_accuracy']:.4f}; test accuracy {ours['test_accuracy']:.4f} "
-            f"(the report: 0.8963{capped}); wall time {summary['wall_seconds']:.0f} s"
+            f"(the report: 0.8963{capped}) in {summary['minutes_to_test_accuracy']:.1f} min from the start of "
+            f"run-ablation to select's test; wall time {summary['wall_seconds']:.0f} s"
         )
 
 

@@ -20,6 +20,7 @@ WHEELS=(
     gitpython gitdb smmap                                              # the commit tag
     fastapi==0.165.0 starlette==1.10.0 databricks-sdk==0.162.0         # imported by `import mlflow` (genai, gateway)
     cryptography==50.0.2 cffi==2.1.1 pycparser                        # MLflow's SQL store imports them
+    optuna==5.1.0 colorlog==6.12.0                                     # harness study's work queue (the journal file)
 )
 ARCHIVE="${HARNESS_CIFAR_ARCHIVE:-../shared/data/cifar10-train-jpg.tar.gz}"
 LIMIT=$((64 * 1024 * 1024))

@@ -246,6 +246,8 @@ def test_the_gpu_script_runs_end_to_end_on_jax_without_tensorflow(tmp_path):
     assert len(summary["harness"]["images_per_second"]) == 2 and len(summary["plain"]["images_per_second"]) == 2
     assert 0 <= summary["harness"]["test_accuracy"] <= 1
     assert summary["harness"]["pipeline"] == "device"  # the arrays in (here: the CPU's) device memory
+    assert summary["study"]["cells_finished"] == summary["study"]["cells_planned"] == 4, summary["study"]
+    assert "study: 4 of 4 cells" in result.stdout
     assert (out / "report.html").read_text().startswith("<!doctype html>") and (
         out / "mlruns.tar.gz"
     ).stat().st_size > 0
