@@ -67,8 +67,8 @@ def compare(
             note(result.rendered.note())
     for line in result.comparison.notes:
         note(line)
-    used = "; ".join(f"{r.entry} {r.runs}" for r in result.comparison.frame.itertuples() if r.runs)
-    note(f"runs used (latest finished per entry with these settings): {used}")
+    used = sum(len(str(r.runs).split(",")) for r in result.comparison.frame.itertuples() if r.runs)
+    note(f"runs used: {used}, each entry's latest with these settings (ids: --format csv)")
     note(f"runs table: {result.comparison.runs_table}")
     if result.chart:
         note(f"chart: {result.chart}")

@@ -8,6 +8,7 @@ import html
 import io
 import math
 import shutil
+import textwrap
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -59,7 +60,8 @@ class Rendered:
         if not self.left_out:
             return ""
         width = width or shutil.get_terminal_size((80, 24)).columns
-        return f"(not shown at {width} columns: {', '.join(self.left_out)}; --format markdown has every column)"
+        text = f"(not shown at {width} columns: {', '.join(self.left_out)}; --format markdown has every column)"
+        return textwrap.fill(text, width, break_on_hyphens=False, break_long_words=False)
 
 
 def terminal_table(frame: pd.DataFrame, caption: str = "", width: Optional[int] = None) -> Rendered:
@@ -98,8 +100,9 @@ def terminal_table(frame: pd.DataFrame, caption: str = "", width: Optional[int] 
 
 
 def _fit(order: list, natural: dict, narrowest: dict, width: int) -> tuple[list, dict]:
-    """Columns taken in `order` at their narrowest until one does not fit, then widened in the
-    same order towards their natural width with what is left: (chosen, width of each). A
+    """Columns taken in `order` at their narrowest until one does not fit, then widened towards
+    their natural width with what is left, the nearest to it first (an interval or a mean
+    unwrapped before a long verdict takes the room): (chosen, width of each). A
     narrower column further down never takes the place of one before it (raw p shown where
     p (Holm) was left out would read as the corrected one)."""
     chosen, used = [], 1  # the table's left edge
@@ -109,7 +112,7 @@ def _fit(order: list, natural: dict, narrowest: dict, width: int) -> tuple[list,
         chosen.append(column)
         used += narrowest[column] + COLUMN_GAP
     widths = {c: narrowest[c] for c in chosen}
-    for column in chosen:
+    for column in sorted(chosen, key=lambda c: natural[c] - narrowest[c]):  # fewest lines saved per column first
         extra = max(min(width - used, natural[column] - widths[column]), 0)
         widths[column] += extra
         used += extra
@@ -178,7 +181,7 @@ VERDICT, CHANGE, HOLM = "verdict", "change [95% interval]", "p (Holm)"
 CLAIM = "report's claim"
 HOLM_NOTE = (
     "change: child minus parent, paired by seed; interval: 95%, over the seeds (their spread moderated "
-    "across the steps of this table) and the validation images (README: Verdicts); p (Holm): two-sided, "
+    "across the steps of this table) and the validation images (docs/statistics.md); p (Holm): two-sided, "
     "corrected across the steps of this table by Holm's method; "
     "no practical difference: the whole interval inside +/-{rope} percentage points."
 )

@@ -276,7 +276,7 @@ def seed_prior(spreads: Sequence[np.ndarray]) -> Optional[SeedPrior]:
     changes (`spreads`, one array a step; those of fewer than two seeds, or that never
     differ, add nothing): fit_prior at PRIOR_CONFIDENCE, limma's fitFDist made cautious
     (its point estimate of d0 trusts a dozen steps of one or two degrees of freedom each too
-    far: README, Verdicts). None with fewer than MIN_PRIOR_STEPS spreads."""
+    far: docs/statistics.md). None with fewer than MIN_PRIOR_STEPS spreads."""
     measured = [(float(np.var(v, ddof=1)), len(v) - 1) for v in spreads if len(v) >= MIN_SEEDS]
     measured = [(variance, df) for variance, df in measured if 0 < variance < math.inf]
     if len(measured) < MIN_PRIOR_STEPS:
