@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -82,3 +84,19 @@ class Context:
         return paths.check_output(
             path, option, protected=protected, allowed=[paths.reports(self.root)], suffixes=suffixes
         )
+
+
+def fitted(line: str, indent: str = "", command: bool = False) -> str:
+    """A long progress line wrapped at the terminal's width (80 where there is none), after
+    `indent`, its continuation lines indented two more, no word or run id broken. A
+    `command` ends each broken line with a backslash, so it pastes into a shell whole."""
+    width = shutil.get_terminal_size((80, 24)).columns - (2 if command else 0)
+    lines = textwrap.wrap(
+        line,
+        width,
+        initial_indent=indent,
+        subsequent_indent=indent + "  ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return (" \\\n" if command else "\n").join(lines)

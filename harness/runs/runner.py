@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from harness import paths
-from harness.context import Context
+from harness.context import Context, fitted
 from harness.entries.registry import Registry, Resolved
 from harness.errors import HarnessError
 from harness.interrupts import GUARD
@@ -105,8 +105,9 @@ def say_next(ctx: Context, name: str, overrides: Sequence[str]) -> None:
     if r.parent is None:
         return
     options = "".join(f" --set {shlex.quote(text)}" for text in overrides)
-    ctx.echo(f"next: harness run-ablation {r.name} --seeds auto{options}")
-    ctx.echo(f"  ({r.name} and its parent {r.parent} over seeds until the step is decided; then harness compare)")
+    ctx.echo(fitted(f"next: harness run-ablation {r.name} --seeds auto{options}", command=True))
+    why = f"({r.name} and its parent {r.parent} over seeds until the step is decided; then harness compare)"
+    ctx.echo(fitted(why, indent="  "))
 
 
 def run_once(ctx: Context, planned: Planned, options: RunOptions, *, force: bool = False) -> Outcome:
@@ -241,7 +242,8 @@ def _record_group(
         stats = seed_statistics([c.metrics for c in children])
         store.log(group_id, metrics=stats)
         log_group_curves(store, group_id, [c.run_id for c in children], f"{title} on {planned.data.source}")
-    ctx.echo(f"{r.name}: best val_accuracy {format_summary(stats, 'best_val_accuracy')}  (group run {group_id})")
+    summary = format_summary(stats, "best_val_accuracy")
+    ctx.echo(fitted(f"{r.name}: best val_accuracy {summary}  (group run {group_id})"))
     ctx.echo(f"group run: {run_link(store.uri, experiment_id, group_id)}")
     return Outcome(group_id, experiment_id, "FINISHED", metrics=stats, children=children)
 

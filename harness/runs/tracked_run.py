@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from harness import paths
-from harness.context import Context
+from harness.context import Context, fitted
 from harness.entries.diffs import Diff
 from harness.entries.yamlio import dump_yaml
 from harness.errors import RunFailed
@@ -101,12 +101,12 @@ def tracked_fit(ctx: Context, planned: Planned, options: RunOptions, resume_run_
         if start.resume_run_id is None:
             _log_start(ctx, run_id, planned, warning)
         say = silent if options.quiet else ctx.echo
-        say(_start_line(planned, run_id, start))
+        say(fitted(_start_line(planned, run_id, start)))
         result = _fit(ctx, planned, options, run_id, start)
         say(f"{r.name}: evaluating {len(planned.data.val)} validation images, writing the model and artifacts")
         metrics = _evaluate_and_record(store, run_id, planned, options, start, result)
     shutil.rmtree(paths.backup_dir(ctx.root, run_id), ignore_errors=True)
-    say(_summary(r.name, run_id, metrics))
+    say(fitted(_summary(r.name, run_id, metrics)))
     return Outcome(run_id, experiment_id, "FINISHED", resumed_from_epoch=start.epochs_done, metrics=metrics)
 
 

@@ -64,7 +64,9 @@ def test_one_column_ranks_runs_groups_and_studies_and_names_explain_them(project
         if kind == "study":
             assert after == []
         else:
-            assert len(after) == 2 and after[0].startswith("next: harness run-ablation tunable --seeds auto"), after
+            assert after[0].startswith("next: harness run-ablation tunable --seeds auto"), after
+            assert " ".join(" ".join(after).split()).endswith("then harness compare)"), after
+            assert all(len(line) <= 80 for line in after), after
     assert "trial 1 of 1 (Optuna trial #0): optimizer.learning_rate=0.01" in tuned.stdout
     study, _ = best_entry.load_study(project, "tunable", ["training.epochs=2", "data.subset=300"], None)
     assert study.metric_names == ["val_accuracy"]
@@ -196,7 +198,8 @@ def test_a_server_says_ready_once_it_answers_and_leaves_nothing_when_stopped(pro
     assert re.search(r"^epoch 1/1  loss \d\.\d{4} acc \d\.\d{4}  val loss \d\.\d{4} acc", trained.stdout, re.M)
     assert "ms/step" not in trained.stdout and "Epoch 1/1" not in trained.stdout
     hint = "next: harness run-ablation same_padding --seeds auto --set training.epochs=1 --set data.subset=300"
-    assert hint in trained.stdout.splitlines()
+    assert hint in " ".join(trained.stdout.replace(" \\\n", " ").split())  # at 80 columns, continued by a backslash
+    assert all(len(line) <= 80 for line in trained.stdout.splitlines() if not line.startswith("run: http"))
     (project / "mlruns" / "optuna").mkdir(parents=True, exist_ok=True)
     (project / "mlruns" / "optuna" / "journal.log").touch()
     port = free_port()
