@@ -109,3 +109,23 @@ def test_an_augmented_model_saves_and_loads_in_safe_mode(tmp_path):
     assert names[2:4] == ["Translate", "Flip"], names
     images = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
     assert np.allclose(model.predict(images, verbose=0), loaded.predict(images, verbose=0), atol=1e-6)
+
+
+@needs_jax
+@pytest.mark.slow
+def test_the_augmentation_bench_runs_on_jax_and_ends_with_its_figures():
+    """bench/augment.py --quick in CI's JAX environment: it runs and its last line has the
+    three figures (their values are the bench's to print, not this test's to judge)."""
+    import re
+
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "augment.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = result.stdout.strip().splitlines()[-1]
+    figures = r"augmentation: [\d.]+ ms per 512 images, [\d.]+% of a training step, [\d.]+ x faster than keras.layers"
+    assert re.fullmatch(figures, last), last
