@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from pydantic import ValidationError
 
+from harness.entries.builders import source_hash
 from harness.entries.overrides import apply_override, forget_below, parse_override
 from harness.entries.schema_help import did_you_mean, show_value, source_of, validation_message
 from harness.entries.search import dimensions_of
@@ -53,6 +54,7 @@ class Resolved:
     spec: Spec
     sources: dict[str, str]  # dotted key as written -> file (or --set) that set it
     overrides: tuple[str, ...] = ()
+    builder_source: Optional[str] = None  # hash of model.builder's module source, if any
 
     @property
     def name(self) -> str:
@@ -72,17 +74,24 @@ class Resolved:
 
     def fingerprint(self) -> str:
         """Hash of the resolved spec: equal fingerprints mean the same experiment."""
-        return spec_fingerprint(self.spec)
+        return spec_fingerprint(self.spec, self.builder_source)
 
 
 NOT_FINGERPRINTED = ("system_metrics",)  # training keys that record a run without changing it
 
 
-def spec_fingerprint(spec: Spec) -> str:
-    """Hash of what determines a run: the resolved spec less what only records it."""
+def spec_fingerprint(spec: Spec, builder_source: Optional[str] = None) -> str:
+    """Hash of what determines a run: the resolved spec less what only records it, and the
+    source of a model.builder's module. The built-in models' hashes are those from before
+    builders (their unset builder keys are left out)."""
     tree = spec.model_dump(mode="json")
     for key in NOT_FINGERPRINTED:
         tree["training"].pop(key, None)
+    if spec.model.builder is None:
+        tree["model"].pop("builder", None)
+        tree["model"].pop("params", None)
+    else:
+        tree["model"]["builder_source"] = builder_source
     canonical = json.dumps(tree, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -190,12 +199,17 @@ class Registry:
                 key, value = parse_override(text)
                 apply_override(merged, key, value, sources)
             spec = validate(merged, sources, self.rel(chain[-1].path))
+        builder_source = None
+        if spec.model.builder is not None:
+            where = source_of(sources, "model.builder", DEFAULT)
+            builder_source = source_hash(self.root, spec.model.builder, where)
         return Resolved(
             entry=chain[-1],
             chain=tuple(e.name for e in chain),
             spec=spec,
             sources=sources,
             overrides=tuple(overrides),
+            builder_source=builder_source,
         )
 
     def _check_as_written(self, entry: Entry, merged: dict, sources: dict[str, str]) -> Spec:

@@ -8,7 +8,9 @@ no TensorFlow.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+import math
+import re
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -98,6 +100,28 @@ class ModelSpec(Strict):
     classifier_dropout: Optional[float] = Field(None, ge=0.0, lt=1.0)  # before the output layer
     pretrained: Optional[str] = None  # None: from scratch; "imagenet"; or a weights file path
     trainable: str = "all"  # all | none | top:N (layers of the backbone left trainable)
+    # A model of the user's own: "module:function", the module beside the project's ablations/
+    # (the project root is importable) or installed; the function takes input_shape,
+    # num_classes and `params` and returns an uncompiled keras.Model ending in a softmax.
+    # None: the built-in arch above. Its keys (blocks, dense, ...) do not apply to a builder.
+    builder: Optional[str] = None
+    params: dict[str, Any] = Field(default_factory=dict)  # the builder's keyword arguments
+
+    @field_validator("builder")
+    @classmethod
+    def _builder(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not BUILDER_PATTERN.fullmatch(value):
+            raise ValueError(f"expected 'module:function' (e.g. 'mymodels:small_resnet'), got {value!r}")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, item in value.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"{key!r} is not a Python keyword argument name")
+            _plain(item, key)
+        return value
 
     @field_validator("trainable")
     @classmethod
@@ -107,6 +131,29 @@ class ModelSpec(Strict):
         if value.startswith("top:") and value[4:].isdigit():
             return value
         raise ValueError(f"expected all, none or top:N, got {value!r}")
+
+
+BUILDER_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+PARAMS_DEPTH = 8  # nesting of a builder's params: a config, not a data structure
+
+
+def _plain(value: Any, where: str, depth: int = 0) -> None:
+    """A builder's param is YAML data: text, a finite number, a flag, null, or lists and
+    mappings of them; anything else (NaN, inf, a deep nest) is a ValueError naming it."""
+    if depth > PARAMS_DEPTH:
+        raise ValueError(f"{where}: nested deeper than {PARAMS_DEPTH}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: expected a finite number, got {value}")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _plain(item, f"{where}.{index}", depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: key {key!r} is not text")
+            _plain(item, f"{where}.{key}", depth + 1)
+    elif value is not None and not isinstance(value, (str, int, float, bool)):
+        raise ValueError(f"{where}: expected YAML data, got {type(value).__name__}")
 
 
 class OptimizerSpec(Strict):
@@ -184,6 +231,10 @@ class Spec(Strict):
             raise ValueError("model.pretrained: the cnn arch is always built from scratch")
         if pretrained == "imagenet" and arch == "squeezenet":
             raise ValueError("model.pretrained: Keras ships no imagenet weights for squeezenet")
+        if self.model.params and self.model.builder is None:
+            raise ValueError("model.params: only a model.builder takes params")
+        if self.model.builder is not None and (arch != "cnn" or pretrained is not None):
+            raise ValueError("model.builder: replaces model.arch and model.pretrained; leave them unset")
         return self
 
 

@@ -45,13 +45,19 @@ def plan(registry: Registry, name: str, overrides: Sequence[str] = ()) -> Planne
     d = resolved.spec.data
     dataset = data_module.load(d.source, d.val_fraction, d.subset, d.seed)
     GUARD.check()
-    preflight(resolved, dataset)
+    preflight(resolved, dataset, registry.root)
     return Planned(resolved, diff, dataset)
 
 
-def preflight(resolved: Resolved, dataset: data_module.Dataset) -> None:
-    """What can only be checked with the data in hand, checked before the store is opened."""
+def preflight(resolved: Resolved, dataset: data_module.Dataset, root: Path) -> None:
+    """What can only be checked with the data in hand, checked before the store is opened:
+    the model fits the images (a model.builder's is built once: its params, its output),
+    the class weights name real classes."""
     geometry.check(resolved.spec.model, dataset.input_shape)
+    if resolved.spec.model.builder is not None:
+        from harness.training import builders
+
+        builders.build(resolved.spec.model, dataset.input_shape, dataset.num_classes, root, resolved.source_of)
     boost = resolved.spec.training.class_weight.boost if resolved.spec.training.class_weight else {}
     for key in boost:
         if not is_class(key, dataset.class_names):

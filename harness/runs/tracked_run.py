@@ -115,7 +115,7 @@ def _build(ctx: Context, planned: Planned, resume_run_id: Optional[str]) -> Star
     backup that does not fit is said and the run starts afresh in a new run."""
     from harness.training import checkpoint, train
 
-    model = train.build(planned.spec, planned.data)
+    model = train.build(planned.spec, planned.data, ctx.root)
     identity = f"{planned.resolved.fingerprint()}/{planned.data.fingerprint}"
     if resume_run_id is None:
         return Start(model, None, 0, None, identity)

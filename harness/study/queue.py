@@ -142,6 +142,10 @@ def buildable_cells(registry: Registry, plan_: StudyPlan, data) -> tuple[list[Ce
         except CannotBuild as exc:
             unbuildable[cell.group] = str(exc)
             continue
+        if resolved.spec.model.builder is not None:  # its params against its signature, before any cell trains
+            from harness.training import builders
+
+            builders.check(resolved.spec.model, registry.root, resolved.source_of)
         per_image = multiply_adds(resolved.spec.model, input_shape, len(data.class_names)) or 0
         kept.append(replace(cell, cost=float(per_image * len(data.train) * resolved.spec.training.epochs)))
     return kept, unbuildable

@@ -19,8 +19,8 @@ class CannotBuild(HarnessError):
 
 def check(model: ModelSpec, input_shape: tuple[int, ...]) -> None:
     """Raise CannotBuild when a convolution or pooling of `model` gets an empty input."""
-    if model.arch != "cnn":
-        return  # backbones resize their input to at least BACKBONE_MIN (model._backbone)
+    if model.arch != "cnn" or model.builder is not None:
+        return  # backbones resize to BACKBONE_MIN at least; a builder is checked by building it
     height, width = (model.input_size, model.input_size) if model.input_size else tuple(input_shape[:2])
     start = f"{height}x{width}"
     for b, block in enumerate(model.blocks, start=1):
@@ -45,8 +45,8 @@ def check(model: ModelSpec, input_shape: tuple[int, ...]) -> None:
 def multiply_adds(model: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> Optional[int]:
     """The multiply-adds of one image's forward pass through a cnn's convolutions and dense
     layers (what its training time grows with, unlike its parameter count: a convolution
-    costs in proportion to the feature map it slides over); None for a backbone."""
-    if model.arch != "cnn":
+    costs in proportion to the feature map it slides over); None for a backbone or a builder."""
+    if model.arch != "cnn" or model.builder is not None:
         return None
     height, width = (model.input_size, model.input_size) if model.input_size else tuple(input_shape[:2])
     channels = input_shape[2] if len(input_shape) > 2 else 1

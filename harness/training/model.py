@@ -7,6 +7,7 @@ imports neither mlflow nor optuna.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import keras
 from keras import layers
@@ -14,7 +15,7 @@ from keras import layers
 from harness.entries.spec import ModelSpec
 from harness.errors import HarnessError
 from harness.paths import keras_home
-from harness.training import augment, geometry
+from harness.training import augment, builders, geometry
 
 MIN_INPUT = {"resnet50": 32, "vgg16": 32, "squeezenet": 32}  # keras.applications' minimum
 IMAGENET_FILES = {
@@ -35,15 +36,29 @@ class CaffePreprocess(layers.Layer):
 
 
 def build_model(
-    spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int, seed: int = 0, input_dtype: str = "float32"
+    spec: ModelSpec,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    seed: int = 0,
+    input_dtype: str = "float32",
+    root: Optional[Path] = None,
 ) -> keras.Model:
     """The Keras model an entry describes; the last layer computes in float32. uint8 images
     are scaled to [0, 1] by the model's first layer (so they travel to the device as bytes).
-    A spec whose layers do not fit the images raises geometry.CannotBuild."""
+    A spec whose layers do not fit the images raises geometry.CannotBuild. A model.builder's
+    model (found from the project `root`) gets the images after that scaling and the
+    augmentation."""
     geometry.check(spec, input_shape)
     inputs = keras.Input(shape=input_shape, name="image", dtype=input_dtype)
     x = layers.Rescaling(1.0 / 255, name="scale")(inputs) if input_dtype == "uint8" else inputs
     x = _augment(x, spec, seed)
+    if spec.builder is not None:
+        if spec.input_size:
+            x = layers.Resizing(spec.input_size, spec.input_size, name="resize")(x)
+            input_shape = (spec.input_size, spec.input_size, input_shape[-1])
+        own = builders.build(spec, input_shape, num_classes, root or Path.cwd())
+        outputs = layers.Activation("linear", dtype="float32", name="probabilities")(own(x))
+        return keras.Model(inputs, outputs, name=own.name)
     if spec.arch == "cnn":
         if spec.input_size:
             x = layers.Resizing(spec.input_size, spec.input_size, name="resize")(x)

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import keras
@@ -76,13 +77,19 @@ def prepare(spec: Spec) -> None:
     set_determinism(spec.training.deterministic)
 
 
-def build(spec: Spec, data: Dataset) -> keras.Model:
-    """prepare + build_model + compile: a model ready to fit. Bad settings raise HarnessError."""
+def build(spec: Spec, data: Dataset, root: Optional[Path] = None) -> keras.Model:
+    """prepare + build_model + compile: a model ready to fit. Bad settings raise HarnessError.
+    `root`: the project, where a model.builder's module is found."""
     prepare(spec)
     model_spec = spec.model.model_copy(update={"bn_momentum": resolve_bn_momentum(spec, len(data.train))})
     try:
         model = build_model(
-            model_spec, data.input_shape, data.num_classes, seed=spec.training.seed, input_dtype=data.input_dtype
+            model_spec,
+            data.input_shape,
+            data.num_classes,
+            seed=spec.training.seed,
+            input_dtype=data.input_dtype,
+            root=root,
         )
     except ValueError as exc:  # Keras's own shape checks, beyond what geometry.check sees
         raise HarnessError(f"cannot build the model: {str(exc).splitlines()[0][:200]}") from None
