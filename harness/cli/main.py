@@ -27,6 +27,7 @@ except ImportError:  # older typer: click's own
 from harness.cli import runs  # noqa: E402, F401
 from harness.cli import results  # noqa: E402, F401
 from harness.cli import tuning  # noqa: E402, F401
+from harness.cli import project  # noqa: E402, F401
 
 # isort: on
 
