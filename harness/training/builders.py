@@ -48,7 +48,7 @@ def load(root: Path, builder: str, where: str) -> Callable[..., Any]:
             if str(project) not in sys.path:
                 sys.path.insert(0, str(project))
             module = importlib.import_module(module_name)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a module or builder that exits is an error, not our exit
         sys.modules.pop(module_name, None)
         raise HarnessError(f"{where}: model.builder: importing {module_name} raised {_said(exc)}") from None
     function = getattr(module, function_name, None)
@@ -117,7 +117,7 @@ def build(
         built = function(input_shape=tuple(input_shape), num_classes=num_classes, **model.params)
     except HarnessError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a module or builder that exits is an error, not our exit
         raise HarnessError(f"{where}: model.builder: {model.builder} raised {_said(exc)}") from None
     if not isinstance(built, keras.Model):
         raise HarnessError(

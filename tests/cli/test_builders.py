@@ -25,6 +25,10 @@ def raises(input_shape, num_classes):
     raise ValueError("no model today")
 
 
+def exits(input_shape, num_classes):
+    raise SystemExit(3)
+
+
 def not_a_model(input_shape, num_classes):
     return 3
 
@@ -112,6 +116,7 @@ BAD_BUILDERS = {  # (the model section, fragments of the one line)
     "bool_for_int": ('{builder: "mymodels:small_resnet", params: {width: yes}}', ["model.params.width", "True"]),
     "harness_param": ('{builder: "mymodels:small_resnet", params: {num_classes: 3}}', ["model.params.num_classes"]),
     "builder_raises": ('{builder: "mymodels:raises"}', ["raised ValueError: no model today"]),
+    "builder_exits": ('{builder: "mymodels:exits"}', ["raised SystemExit: 3"]),
     "not_a_model": ('{builder: "mymodels:not_a_model"}', ["returned int, not a keras.Model"]),
     "output_mismatch": ('{builder: "mymodels:three_outputs"}', ["output has shape (None, 3)", "10 classes"]),
     "no_input_shape": ('{builder: "mymodels:no_shape"}', ["takes no input_shape"]),
