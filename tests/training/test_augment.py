@@ -38,6 +38,18 @@ for mode in ("horizontal", "vertical", "horizontal_and_vertical"):
 """
 
 
+@pytest.fixture(autouse=True)
+def float32_policy():
+    """The layers compare pixels in float32: a run earlier in this process may have left the
+    global policy at mixed_bfloat16 (the default where the CPU has AMX-BF16)."""
+    import keras
+
+    before = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy(before)
+
+
 @pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=needs_jax)])
 def test_same_offsets_give_keras_pixels(backend):
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
