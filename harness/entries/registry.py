@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +137,12 @@ class Registry:
         self._written: dict[str, Spec] = {}  # entries checked as written, by name
 
     def names(self) -> list[str]:
-        return sorted(p.stem for p in self.folder.glob("*.yaml") if NAME_PATTERN.fullmatch(p.stem))
+        """The entry names in ablations/ (files that may still prove unreadable or bad)."""
+        try:
+            found = [p.name for p in os.scandir(self.folder)]
+        except OSError as exc:
+            raise HarnessError(f"{self.rel(self.folder)}/: cannot list its entries ({exc.strerror or exc})") from None
+        return sorted(n[:-5] for n in found if n.endswith(".yaml") and NAME_PATTERN.fullmatch(n[:-5]))
 
     def path_of(self, name: str) -> Path:
         if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
@@ -149,15 +155,25 @@ class Registry:
         if name in self._entries:
             return self._entries[name]
         path = self.path_of(name)
-        if not path.is_file():
-            hint = did_you_mean(name, self.names())
+        where = self.rel(path)
+        try:
+            kind = path.stat().st_mode if path.exists() else None
+        except OSError as exc:  # a symlink loop, a folder we may not enter
+            raise HarnessError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+        if kind is not None and not stat.S_ISREG(kind):
+            raise HarnessError(f"{where}: not a regular file ({_kind_of(kind)}); an entry is a YAML file")
+        if path.is_symlink() and kind is None:
+            raise HarnessError(f"{where}: a symbolic link to nothing ({os.readlink(path)})")
+        if kind is None:
+            hint = did_you_mean(name, [n for n in self.names() if n != name])
             if needed_by:
                 raise HarnessError(f"{self.rel(self.path_of(needed_by))}: extends: no entry {name!r}{hint}")
             raise HarnessError(f"unknown entry {name!r}{hint}; `harness list` shows them all")
-        where = self.rel(path)
         raw = load_yaml_file(path, where)
         if raw is None or raw == {}:
-            raise HarnessError(f"{where}: empty entry (an entry says at least `extends: PARENT` or a section)")
+            raise HarnessError(
+                f"{where}: empty entry: it sets nothing (write `extends: PARENT` and what the step changes)"
+            )
         if not isinstance(raw, dict):
             raise HarnessError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
         entry = _entry_from_raw(name, path, where, raw)
@@ -230,15 +246,18 @@ class Registry:
 
     def children(self, warn: Optional[Callable[[str], None]] = None) -> dict[Optional[str], list[str]]:
         """parent -> child names, for the lineage tree. An entry that cannot be read or
-        resolved is left out, with a warning through `warn` (else it raises)."""
+        resolved as written is left out, with a warning through `warn` (else it raises)."""
         tree: dict[Optional[str], list[str]] = {}
+        said: set[str] = set()
         for name in self.names():
             try:
-                self.chain(name)
+                self.resolve(name)  # every file of its chain as written
             except HarnessError as exc:
                 if warn is None:
                     raise
-                warn(f"skipped {exc}")
+                if str(exc) not in said:  # a bad ancestor is said once, not once per descendant
+                    said.add(str(exc))
+                    warn(f"skipped {exc}")
                 continue
             tree.setdefault(self.entry(name).parent, []).append(name)
         return tree
@@ -312,3 +331,15 @@ def validate(merged: dict, sources: dict[str, str], fallback: str) -> Spec:
         raise HarnessError(validation_message(exc, None, "", Spec, sources, fallback)) from None
     except (TypeError, ValueError, RecursionError) as exc:
         raise HarnessError(f"{fallback}: invalid config: {exc}") from None
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file"

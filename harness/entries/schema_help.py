@@ -49,6 +49,12 @@ def validation_message(
             f"{where}: {dotted}: key {show_value(value)} is not a name; quote it "
             "(YAML reads yes, no, on, off, true and false unquoted as booleans)"
         )
+    if not loc:  # a check across sections: its message names the key ("model.pretrained: ...")
+        said = _expected(error).removeprefix("expected ")
+        key, _, rest = said.partition(": ")
+        if rest and re.fullmatch(r"[a-z_]+(\.[a-z_0-9]+)+", key):
+            return f"{source_of(sources or {}, key, fallback) if where is None else where}: {key}: {rest}"
+        return f"{where}: {said}"
     branches = [e for e in errors if [p for p in map(str, e.get("loc", ())) if not BRANCH.fullmatch(p)] == loc]
     wanted = list(dict.fromkeys(_expected(e) for e in branches))
     message = " or ".join([wanted[0], *(w.removeprefix("expected ") for w in wanted[1:])])

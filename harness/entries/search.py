@@ -14,6 +14,7 @@ as `tune` does. Imports no Optuna.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +60,12 @@ def dimensions_of(
             except HarnessError as exc:
                 detail = str(exc).split(": ", 2)[-1]
                 raise HarnessError(f"{label}: {value!r} is not a valid value ({detail})") from None
+        if dimension.kind == "float" and dimension.step is None:
+            inside = dimension.low + (dimension.high - dimension.low) * 0.382  # a fraction the sampler will draw
+            try:
+                check_value(key, inside)
+            except HarnessError:
+                raise HarnessError(f"{label}: {key} takes whole numbers; use int: [low, high]") from None
         if dimension.kind in ("float", "int") and isinstance(flat[key], bool):
             raise HarnessError(f"{label}: {key} is true/false; use categorical: [true, false]")
         if dimension.kind == "int" and isinstance(flat[key], float):
@@ -82,6 +89,10 @@ def _dimension(key: str, raw: Any, label: str) -> Dimension:
             raise HarnessError(f"{label}: categorical needs a non-empty list of choices")
         if "log" in raw or "step" in raw:
             raise HarnessError(f"{label}: log and step apply to float and int only")
+        if any(isinstance(choice, (list, dict)) for choice in choices):
+            raise HarnessError(
+                f"{label}: categorical choices must be single values (Optuna stores no lists or mappings)"
+            )
         return Dimension(key, kind, choices=tuple(choices))
     bounds = raw[kind]
     if not (isinstance(bounds, list) and len(bounds) == 2):
@@ -101,10 +112,12 @@ def _dimension(key: str, raw: Any, label: str) -> Dimension:
         raise HarnessError(f"{label}: a log range needs low > 0, got {low}")
     step = raw.get("step")
     if step is not None:
-        if isinstance(step, bool) or not isinstance(step, number) or step <= 0:
+        if isinstance(step, bool) or not isinstance(step, number) or not math.isfinite(step) or step <= 0:
             raise HarnessError(f"{label}: step must be a positive {'integer' if kind == 'int' else 'number'}")
         if log:
             raise HarnessError(f"{label}: step and log cannot be combined")
+        if step > high - low:
+            raise HarnessError(f"{label}: step {step} is wider than the range [{low}, {high}]")
     return Dimension(key, kind, low=low, high=high, log=log, step=step)
 
 

@@ -128,7 +128,7 @@ class ModelSpec(Strict):
     def _trainable(cls, value: str) -> str:
         if value in ("all", "none"):
             return value
-        if value.startswith("top:") and value[4:].isdigit():
+        if re.fullmatch(r"top:[0-9]{1,6}", value):  # ASCII digits: str.isdigit also takes '²
             return value
         raise ValueError(f"expected all, none or top:N, got {value!r}")
 

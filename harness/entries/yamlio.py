@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -65,7 +65,28 @@ def parse_yaml(text: str, where: str) -> Any:
             f"{where}: YAML aliases expand to more than {MAX_VALUES:,} values (or refer to themselves); "
             f"write the values out"
         )
+    bad = _not_unicode(document)
+    if bad is not None:
+        raise HarnessError(f"{where}: text that is not valid Unicode: {bad!r} (a lone surrogate escape)")
     return document
+
+
+def _not_unicode(document: Any) -> Optional[str]:
+    """The first text in the document that cannot be written as UTF-8 (a lone surrogate,
+    as YAML's "\\ud800" escape makes), else None; each shared node looked at once."""
+    seen: set[int] = set()
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return node[:40]
+        elif isinstance(node, (dict, list)) and id(node) not in seen:
+            seen.add(id(node))
+            stack.extend([*node.keys(), *node.values()] if isinstance(node, dict) else node)
+    return None
 
 
 def expanded_size(document: Any) -> int:

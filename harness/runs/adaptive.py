@@ -113,9 +113,11 @@ def run_adaptive(
     to both while NAME's verdict against its parent is undecided, up to auto_max. Returns
     NAME's last outcome."""
     from harness.entries.registry import Registry
+    from harness.runs.planning import plan
     from harness.runs.runner import run_ablation
 
-    parent = Registry(ctx.root).entry(name).parent
+    planned = plan(Registry(ctx.root), name, list(overrides))  # NAME's own mistakes before its parent trains
+    parent = planned.resolved.parent
     if parent is None:
         ctx.echo(f"{name} has no parent to be compared with: --seeds auto runs {MIN_SEEDS} seeds")
         return run_ablation(ctx, name, overrides, seeds=list(range(MIN_SEEDS)), force=force)

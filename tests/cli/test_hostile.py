@@ -60,6 +60,12 @@ STRICT_VALUES = {
     "claim_negative_loss": ("report: {val_loss: -0.1}", ["report.val_loss"]),
     "trainable_said_once": ("model: {arch: vgg16, trainable: 'top:x'}", ["model.trainable", "got 'top:x'"]),
     "key_read_as_boolean": ("training: {yes: 3}", ["training: key True is not a name", "quote it"]),
+    "lone_surrogate_text": ('description: "\\ud800"', ["not valid Unicode"]),
+    "trainable_unicode_digit": ("model: {arch: vgg16, trainable: 'top:²'}", ["model.trainable", "top:²"]),
+    "cross_section_check_named_plainly": (
+        "model: {pretrained: imagenet}",
+        ["ablations/hostile.yaml: model.pretrained: the cnn"],
+    ),
     "union_branches_named_plainly": (
         "model: {bn_momentum: 2.0}",
         ["model.bn_momentum: expected 'auto' or less than 1"],
@@ -110,6 +116,11 @@ SEARCH_BLOCKS = {
     "negative_seed_range": ("training.seed: {int: [-5, 3]}", ["search.training.seed", "-5"]),
     "seed_range_too_big": ("training.seed: {int: [0, 4294967296]}", ["search.training.seed"]),
     "bool_bound": ("training.epochs: {int: [true, 5]}", ["search.training.epochs"]),
+    "float_range_on_an_int_key": ("training.batch_size: {float: [16, 64]}", ["search.training.batch_size", "int:"]),
+    "nan_step": ("optimizer.momentum: {float: [0.0, 0.5], step: .nan}", ["search.optimizer.momentum", "step"]),
+    "inf_step": ("optimizer.momentum: {float: [0.0, 0.5], step: .inf}", ["search.optimizer.momentum", "step"]),
+    "step_wider_than_range": ("training.batch_size: {int: [16, 256], step: 1000}", ["step 1000", "wider"]),
+    "list_choice": ("model.dense: {categorical: [[], [{units: 8}]]}", ["search.model.dense", "single values"]),
 }
 
 
@@ -143,6 +154,7 @@ AS_WRITTEN_COMMANDS = {
     "run_epochs_1": ["run-ablation", "hostile", "--epochs", "1"],
     "run_set_epochs": ["run-ablation", "hostile", "--set", "training.epochs=1", "--seeds", "0,1"],
     "study": ["study", "hostile", "--seeds", "2", "--epochs", "1"],
+    "run_seeds_auto": ["run-ablation", "hostile", "--seeds", "auto", "--epochs", "1", "--set", "data.subset=240"],
 }
 
 
@@ -160,6 +172,28 @@ def test_an_ancestor_is_checked_as_written_though_its_child_sets_the_value_again
     write_entry(project, "child", "extends: hostile\ntraining: {epochs: 2}\n")
     result = harness_cli(["run-ablation", "child", "--epochs", "1"], project)
     assert_clean_refusal(result, project, "ablations/hostile.yaml", "training.epochs")
+
+
+@pytest.mark.parametrize("kind", ["folder", "symlink_loop", "dangling_symlink"])
+def test_an_entry_that_is_not_a_file_is_named_as_such(project, kind, harness_cli):
+    path = project / "ablations" / "hostile.yaml"
+    if kind == "folder":
+        path.mkdir()
+    else:
+        path.symlink_to("hostile.yaml" if kind == "symlink_loop" else "gone.yaml")
+    result = harness_cli(["show", "hostile"], project)
+    assert_clean_refusal(result, project, "ablations/hostile.yaml")
+    assert "did you mean" not in result.stderr
+
+
+def test_list_warns_once_about_an_entry_bad_as_written_and_lists_the_rest(project, harness_cli):
+    write_entry(project, "hostile", "extends: baseline\ntraining: {epochs: 0}\n")
+    write_entry(project, "child", "extends: hostile\n")
+    result = harness_cli(["list"], project)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and "ablations/hostile.yaml: training.epochs" in warnings[0], warnings
+    assert "hostile" not in result.stdout and "child" not in result.stdout and "focal_loss" in result.stdout
 
 
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "{}\n", "---\n"])
