@@ -44,13 +44,26 @@ def _in_project(root: Path, module: str) -> Optional[ModuleSpec]:
 
 
 def source_hash(root: Path, builder: str, where: str) -> str:
-    """The sha256 (16 hex digits) of the builder module's source file (of its name, for a
-    module without one). Raises HarnessError naming `where` when it cannot be found or read."""
+    """The sha256 (16 hex digits) of the builder's source: for a module of the project, every
+    .py file at the project's top level and in the builder's package (what it may import
+    from the project: an edited helper changes the hash too); for an installed module, its
+    file (its name, for a module without one). Raises HarnessError naming `where` when it
+    cannot be found or read."""
     module = builder.partition(":")[0]
-    origin = find_module(root, module, where).origin
-    if not origin or not Path(origin).is_file():
+    found = find_module(root, module, where)
+    project = Path(root).resolve()
+    origin = Path(found.origin) if found.origin else None
+    if origin is None or not origin.is_file():
         return hashlib.sha256(module.encode()).hexdigest()[:16]
-    try:
-        return hashlib.sha256(Path(origin).read_bytes()).hexdigest()[:16]
-    except OSError as exc:
-        raise HarnessError(f"{where}: model.builder: cannot read {origin} ({exc.strerror or exc})") from None
+    files = [origin]
+    if origin.resolve().is_relative_to(project):
+        package = project / module.split(".")[0]
+        files = sorted({*project.glob("*.py"), *(package.rglob("*.py") if package.is_dir() else ())})
+    digest = hashlib.sha256()
+    for path in files:
+        try:
+            digest.update(str(path.relative_to(project) if path.is_relative_to(project) else path.name).encode())
+            digest.update(path.read_bytes())
+        except OSError as exc:
+            raise HarnessError(f"{where}: model.builder: cannot read {path} ({exc.strerror or exc})") from None
+    return digest.hexdigest()[:16]

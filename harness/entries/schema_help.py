@@ -68,13 +68,15 @@ def _expected(error: dict) -> str:
 
 
 def source_of(sources: dict[str, str], dotted: str, fallback: str) -> str:
-    """The file (or --set) that set `dotted` or the nearest section above it, else `fallback`."""
+    """The file (or --set) that set `dotted`, the nearest section above it, or a key below it
+    (a mapping written key by key), else `fallback`."""
     parts = dotted.split(".")
     for end in range(len(parts), 0, -1):
         found = sources.get(".".join(parts[:end]))
         if found is not None:
             return found
-    return fallback
+    below = [origin for key, origin in sources.items() if key.startswith(f"{dotted}.")]
+    return below[-1] if below else fallback
 
 
 def _field_names(model: type[BaseModel], loc: list[str]) -> list[str]:

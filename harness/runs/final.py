@@ -145,6 +145,11 @@ def _load_model(store: Store, picked: Pick, folder: Path):
 
     from harness.training import model as _model  # noqa: F401 - registers the harness's custom layers
 
+    builder = store.get_run(picked.source_run_id).data.params.get("model.builder", "None")
+    if builder != "None":  # its module registers the custom layers a builder's model may hold
+        from harness.training import builders
+
+        builders.load(store.root, builder, f"run {picked.source_run_id} of {picked.name}")
     try:
         local = store.download_artifact(picked.source_run_id, "model.keras", folder)
     except Exception as exc:  # noqa: BLE001 - missing artifact or unreachable store

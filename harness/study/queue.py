@@ -132,7 +132,7 @@ def buildable_cells(registry: Registry, plan_: StudyPlan, data) -> tuple[list[Ce
     from harness.training.geometry import check, multiply_adds
 
     input_shape = data.input_shape
-    kept, unbuildable = [], {}
+    kept, unbuildable, built = [], {}, set()
     for cell in plan_cells(registry, plan_):
         if cell.group in unbuildable:
             continue
@@ -142,10 +142,11 @@ def buildable_cells(registry: Registry, plan_: StudyPlan, data) -> tuple[list[Ce
         except CannotBuild as exc:
             unbuildable[cell.group] = str(exc)
             continue
-        if resolved.spec.model.builder is not None:  # its params against its signature, before any cell trains
-            from harness.training import builders
+        if resolved.spec.model.builder is not None and resolved.fingerprint() not in built:
+            from harness.training import builders  # each builder's model built once, before any cell trains
 
-            builders.check(resolved.spec.model, registry.root, resolved.source_of)
+            builders.build(resolved.spec.model, input_shape, len(data.class_names), registry.root, resolved.source_of)
+            built.add(resolved.fingerprint())
         per_image = multiply_adds(resolved.spec.model, input_shape, len(data.class_names)) or 0
         kept.append(replace(cell, cost=float(per_image * len(data.train) * resolved.spec.training.epochs)))
     return kept, unbuildable

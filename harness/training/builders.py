@@ -8,6 +8,7 @@ module is, and its source hash, is the entries' (harness/entries/builders.py).""
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import sys
@@ -19,6 +20,7 @@ from typing import Any, Optional
 from harness.entries.builders import find_module
 from harness.entries.spec import ModelSpec
 from harness.errors import HarnessError
+from harness.training.quiet import load_keras
 
 GIVEN = ("input_shape", "num_classes")  # what the harness passes; the rest comes from model.params
 CHECKED_TYPES = {  # annotations a param is checked against
@@ -30,25 +32,36 @@ CHECKED_TYPES = {  # annotations a param is checked against
     dict: "a mapping",
 }
 
+PROJECT_MODULES: set[str] = set()  # names this process loaded from a project (not installed ones)
 WhereOf = Callable[[str], str]  # dotted key -> the entry file (or --set) that set it
 
 
 def load(root: Path, builder: str, where: str) -> Callable[..., Any]:
     """The builder function. A module of the project is run afresh each time (an edited
     builder is the one used); an installed one is imported as usual."""
+    load_keras()  # before the user's module imports it: TensorFlow's start-up lines stay unseen
     module_name, _, function_name = builder.partition(":")
     found = find_module(root, module_name, where)
     project = Path(root).resolve()
+    in_project = bool(found.origin) and Path(found.origin).resolve().is_relative_to(project)
+    top = module_name.split(".")[0]
+    if in_project and _taken(top, project):
+        raise HarnessError(
+            f"{where}: model.builder: the project's {top} would shadow the installed module {top!r}; rename it"
+        )
     try:
-        if found.origin and "." not in module_name and Path(found.origin).resolve().is_relative_to(project):
+        if in_project and "." not in module_name:
             module = importlib.util.module_from_spec(found)
             sys.modules[module_name] = module  # so a saved model's classes resolve to it
+            PROJECT_MODULES.add(module_name)
             found.loader.exec_module(module)
         else:
             if str(project) not in sys.path:
                 sys.path.insert(0, str(project))
             module = importlib.import_module(module_name)
-    except (Exception, SystemExit) as exc:  # a module or builder that exits is an error, not our exit
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a module that exits or raises anything is an error, not our exit
         sys.modules.pop(module_name, None)
         raise HarnessError(f"{where}: model.builder: importing {module_name} raised {_said(exc)}") from None
     function = getattr(module, function_name, None)
@@ -75,8 +88,8 @@ def check(model: ModelSpec, root: Path, where_of: WhereOf) -> Callable[..., Any]
             )
     try:
         hints = typing.get_type_hints(function)
-    except Exception:
-        hints = {}
+    except Exception:  # one annotation that does not resolve: the others still count
+        hints = {n: p.annotation for n, p in parameters.items() if isinstance(p.annotation, type)}
     for key, value in model.params.items():
         here = f"{where_of(f'model.params.{key}')}: model.params.{key}"
         if key in GIVEN:
@@ -108,6 +121,7 @@ def build(
 ):
     """The builder's keras.Model for these images, checked: a Keras model whose output has
     one value per class. Raises HarnessError naming the entry file."""
+    load_keras()
     import keras
 
     where_of = where_of or (lambda key: "model")
@@ -115,21 +129,42 @@ def build(
     where = where_of("model.builder")
     try:
         built = function(input_shape=tuple(input_shape), num_classes=num_classes, **model.params)
-    except HarnessError:
+    except (HarnessError, KeyboardInterrupt):
         raise
-    except (Exception, SystemExit) as exc:  # a module or builder that exits is an error, not our exit
+    except BaseException as exc:  # a builder that exits or raises anything is an error, not our exit
         raise HarnessError(f"{where}: model.builder: {model.builder} raised {_said(exc)}") from None
     if not isinstance(built, keras.Model):
         raise HarnessError(
             f"{where}: model.builder: {model.builder} returned {type(built).__name__}, not a keras.Model"
         )
-    shape = built.output_shape
-    if not (isinstance(shape, tuple) and len(shape) >= 2 and shape[-1] == num_classes):
+    try:  # applied to the images as they come (a subclassed or input-less model has no output_shape)
+        probe = built(keras.Input(shape=tuple(input_shape)))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        detail = _said(exc)
+        raise HarnessError(
+            f"{where}: model.builder: {model.builder}'s model fails on {input_shape} images: {detail}"
+        ) from None
+    shape = tuple(probe.shape) if hasattr(probe, "shape") else type(probe).__name__
+    if not (isinstance(shape, tuple) and len(shape) == 2 and shape[-1] == num_classes):
         raise HarnessError(
             f"{where}: model.builder: {model.builder}'s output has shape {shape}; "
             f"expected (None, {num_classes}) for the {num_classes} classes"
         )
     return built
+
+
+def _taken(top: str, project: Path) -> bool:
+    """Whether an installed or standard module already has this name (outside the project)."""
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        return True
+    loaded = sys.modules.get(top)
+    if loaded is not None and top not in PROJECT_MODULES:
+        origin = getattr(loaded, "__file__", None)
+        return not (origin and Path(origin).resolve().is_relative_to(project))
+    elsewhere = [p for p in sys.path if p and Path(p).resolve() != project]
+    return importlib.machinery.PathFinder.find_spec(top, elsewhere) is not None
 
 
 def _is(value: Any, expected: type) -> bool:

@@ -39,6 +39,34 @@ def three_outputs(input_shape, num_classes):
 
 def no_shape(num_classes, width: int = 4):
     return None
+
+
+class Boom(BaseException):
+    pass
+
+
+def booms(input_shape, num_classes):
+    raise Boom("not an Exception")
+
+
+def rank_three(input_shape, num_classes):
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Dense(3 * num_classes)(layers.GlobalAveragePooling2D()(inputs))
+    return keras.Model(inputs, layers.Softmax()(layers.Reshape((3, num_classes))(x)))
+
+
+def named_outputs(input_shape, num_classes):
+    inputs = keras.Input(shape=input_shape)
+    x = layers.GlobalAveragePooling2D()(inputs)
+    return keras.Model(inputs, {"a": layers.Dense(num_classes, activation="softmax")(x)})
+
+
+def loose(input_shape, num_classes, **params):
+    return 3
+
+
+def fixed_input(input_shape, num_classes):
+    return small_resnet((32, 32, 3), num_classes)
 """
 
 
@@ -96,7 +124,10 @@ def test_params_are_keys_like_any_other_and_the_builder_source_joins_the_fingerp
     assert shown.returncode == 0 and "model.params.width" in shown.stdout and "32" in shown.stdout
     models = own_project / "mymodels.py"
     models.write_text(models.read_text() + "\n# an edited builder\n")
-    assert Registry(own_project).resolve("wider").fingerprint() != before.fingerprint()
+    edited = Registry(own_project).resolve("wider").fingerprint()
+    assert edited != before.fingerprint()
+    (own_project / "helpers.py").write_text("WIDTH = 16\n")  # a project module the builder may import
+    assert Registry(own_project).resolve("wider").fingerprint() != edited
 
 
 BAD_BUILDERS = {  # (the model section, fragments of the one line)
@@ -120,6 +151,14 @@ BAD_BUILDERS = {  # (the model section, fragments of the one line)
     "not_a_model": ('{builder: "mymodels:not_a_model"}', ["returned int, not a keras.Model"]),
     "output_mismatch": ('{builder: "mymodels:three_outputs"}', ["output has shape (None, 3)", "10 classes"]),
     "no_input_shape": ('{builder: "mymodels:no_shape"}', ["takes no input_shape"]),
+    "base_exception": ('{builder: "mymodels:booms"}', ["raised Boom: not an Exception"]),
+    "rank_three_output": ('{builder: "mymodels:rank_three"}', ["output has shape (None, 3, 10)"]),
+    "named_outputs": ('{builder: "mymodels:named_outputs"}', ["output has shape dict"]),
+    "ignores_input_shape": ('{builder: "mymodels:fixed_input"}', ["fails on (8, 8, 1) images"]),
+    "nested_value_for_an_int": (
+        '{builder: "mymodels:small_resnet", params: {width: {a: 1}}}',
+        ["ablations/hostile.yaml: model.params.width", "an integer"],
+    ),
 }
 
 
@@ -138,3 +177,40 @@ def test_a_builder_module_that_raises_on_import_is_one_line(own_project, harness
     (own_project / "ablations" / "hostile.yaml").write_text('model: {builder: "broken:f"}\n')
     result = harness_cli(["run-ablation", "hostile", "--epochs", "1", "--set", "data.subset=240"], own_project)
     assert_clean_refusal(result, own_project, "ablations/hostile.yaml", "importing broken raised RuntimeError")
+
+
+def test_a_project_module_that_would_shadow_an_installed_one_is_refused(own_project, harness_cli):
+    (own_project / "json.py").write_text("def f(input_shape, num_classes):\n    return None\n")
+    (own_project / "ablations" / "hostile.yaml").write_text('model: {builder: "json:f"}\n')
+    result = harness_cli(["run-ablation", "hostile", "--epochs", "1", "--set", "data.subset=240"], own_project)
+    assert_clean_refusal(result, own_project, "ablations/hostile.yaml", "shadow the installed module 'json'")
+    import json
+
+    assert hasattr(json, "JSONEncoder")  # the standard library's, untouched
+
+
+def test_a_bad_builder_anywhere_in_a_study_is_refused_before_any_cell_trains(own_project, harness_cli):
+    models = own_project / "mymodels.py"
+    models.write_text(models.read_text() + EXTRA_BUILDERS)
+    (own_project / "ablations" / "wider.yaml").write_text('extends: baseline\nmodel: {builder: "mymodels:loose"}\n')
+    (own_project / "ablations" / "regularised.yaml").write_text(
+        'extends: wider\nmodel: {builder: "mymodels:small_resnet"}\n'
+    )
+    args = ["study", "regularised", "--seeds", "2", "--epochs", "1", "--set", "data.subset=240"]
+    result = harness_cli(args, own_project)
+    assert_clean_refusal(result, own_project, "ablations/wider.yaml", "returned int, not a keras.Model")
+
+
+def test_a_searched_param_is_checked_against_the_builder_before_any_trial(own_project, harness_cli):
+    wider = own_project / "ablations" / "wider.yaml"
+    wider.write_text(wider.read_text() + "search:\n  model.params.width: {categorical: [16, wide]}\n")
+    result = harness_cli(["tune", "wider", "--trials", "1", "--epochs", "1", "--set", "data.subset=240"], own_project)
+    assert_clean_refusal(result, own_project, "ablations/wider.yaml", "search.model.params.width", "'wide'")
+
+
+def test_a_bad_param_is_one_line_from_a_real_process_too(own_project):
+    (own_project / "ablations" / "hostile.yaml").write_text(
+        'model: {builder: "mymodels:small_resnet", params: {widht: 8}}\n'
+    )
+    result = run_cli(["run-ablation", "hostile", "--epochs", "1", "--set", "data.subset=240"], own_project)
+    assert_clean_refusal(result, own_project, "ablations/hostile.yaml", "model.params.widht")  # no TensorFlow lines
